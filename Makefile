@@ -1,0 +1,31 @@
+# Two entry points: `make demo` and `make test`. Each creates .venv in the
+# checkout on first use and installs the project (with its extras) into it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml setup.py $(wildcard proto/mpc/v1/*.proto)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mpc-crm demo
+
+test: $(STAMP)
+	$(BIN)/ruff check mpc crm scripts tests
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check mpc crm scripts tests
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_crypto.py --bits 2048 --json docs/bench_crypto.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info mpc/v1

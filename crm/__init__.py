@@ -1,0 +1,1 @@
+"""The CRM layer: churn model, private scoring, action planning (DESIGN 5)."""

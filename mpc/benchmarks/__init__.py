@@ -1,0 +1,1 @@
+"""Benchmarks (JSON output); also reachable as scripts/bench_*.py."""

@@ -1,0 +1,401 @@
+"""ElGamal over Z*_{N^2} with the message in the exponent of (1+N), threshold decryption.
+
+The Bresson-Catalano-Pointcheval construction (DESIGN 3.1)::
+
+    pk = (N, g, h = g^x)      Enc(m; r) = (g^r, h^r (1+N)^m) mod N^2
+    Dec: (1+N)^m = c2 / c1^x,  m = (c2 / c1^x mod N^2 - 1) / N
+
+(1+N)^m = 1 + mN mod N^2, so the message costs one multiplication and
+decryption needs no discrete log: plaintexts are all of Z_N. The key is shared
+additively over the integers, x = x_1 + x_2; each holder gives a partial
+decryption c1^(x_i), and whoever holds both partials (and c) decrypts.
+
+Raw maths only: nothing here imports networking.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import gmpy2
+from gmpy2 import f_mod, mpz
+
+from mpc.elgamal.fixedbase import FixedBaseTable
+from mpc.elgamal.params import GroupParams
+from mpc.errors import DecryptionError, EncodingError, ParameterError
+
+DEFAULT_WINDOW = 8
+
+
+def _check_element(params: GroupParams, v: mpz, what: str) -> mpz:
+    if not 0 < v < params.n2:
+        raise EncodingError(f"{what} is outside Z_(N^2): must satisfy 0 < c < N^2")
+    if gmpy2.gcd(v, params.n) != 1:
+        raise EncodingError(f"{what} is not invertible mod N^2 (shares a factor with N)")
+    return v
+
+
+def element_to_bytes(params: GroupParams, v: int) -> bytes:
+    """Fixed-width big-endian encoding of one element mod N^2."""
+    return int(v).to_bytes(params.element_bytes, "big")
+
+
+def element_from_bytes(params: GroupParams, data: bytes, what: str = "element") -> mpz:
+    """Decode and validate one element mod N^2 (exact length, range, invertible)."""
+    if len(data) != params.element_bytes:
+        raise EncodingError(
+            f"{what} must be exactly {params.element_bytes} bytes, got {len(data)}"
+        )
+    return _check_element(params, mpz(int.from_bytes(data, "big")), what)
+
+
+class Ciphertext:
+    """An encryption (c1, c2) under one public key; immutable, with homomorphic operators.
+
+    ``a + b`` and ``a - b`` add and subtract plaintexts, ``a * k`` multiplies by a
+    known integer (negative allowed), ``-a`` negates. None of these re-randomise:
+    call :meth:`PublicKey.rerandomize` before a ciphertext leaves its holder.
+    """
+
+    __slots__ = ("c1", "c2", "pk")
+
+    def __init__(self, pk: PublicKey, c1: mpz, c2: mpz) -> None:
+        self.pk = pk
+        self.c1 = c1
+        self.c2 = c2
+
+    def _same_key(self, other: object) -> Ciphertext:
+        if not isinstance(other, Ciphertext):
+            raise ParameterError(f"expected a Ciphertext, got {type(other).__name__}")
+        if other.pk.params.n != self.pk.params.n or other.pk.h != self.pk.h:
+            raise ParameterError("ciphertexts under different keys cannot be combined")
+        return other
+
+    def __add__(self, other: Ciphertext) -> Ciphertext:
+        o = self._same_key(other)
+        n2 = self.pk.params.n2
+        return Ciphertext(self.pk, f_mod(self.c1 * o.c1, n2), f_mod(self.c2 * o.c2, n2))
+
+    def __neg__(self) -> Ciphertext:
+        n2 = self.pk.params.n2
+        return Ciphertext(self.pk, gmpy2.invert(self.c1, n2), gmpy2.invert(self.c2, n2))
+
+    def __sub__(self, other: Ciphertext) -> Ciphertext:
+        return self + (-self._same_key(other))
+
+    def __mul__(self, k: int) -> Ciphertext:
+        if not isinstance(k, int | mpz):
+            return NotImplemented
+        n2 = self.pk.params.n2
+        return Ciphertext(self.pk, gmpy2.powmod(self.c1, k, n2), gmpy2.powmod(self.c2, k, n2))
+
+    __rmul__ = __mul__
+
+    def shift_left(self, bits: int) -> Ciphertext:
+        """Multiply the plaintext by 2^bits (repeated squaring)."""
+        return self * (1 << bits)
+
+    def add_plain(self, m: int) -> Ciphertext:
+        """Add a known plaintext: one multiplication by 1 + mN."""
+        p = self.pk.params
+        return Ciphertext(self.pk, self.c1, f_mod(self.c2 * (1 + (m % p.n) * p.n), p.n2))
+
+    def to_bytes(self) -> bytes:
+        """c1 || c2, each fixed-width big-endian."""
+        p = self.pk.params
+        return element_to_bytes(p, self.c1) + element_to_bytes(p, self.c2)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ciphertext) and (self.c1, self.c2) == (other.c1, other.c2)
+
+    def __hash__(self) -> int:
+        return hash((int(self.c1), int(self.c2)))
+
+    def __repr__(self) -> str:
+        return f"Ciphertext(c1=0x{int(self.c1) & 0xFFFFFFFF:08x}..., {self.pk.params.name})"
+
+
+class ZeroPool:
+    """Precomputed encryptions of zero (g^r, h^r), drawn once each, never reused.
+
+    Re-randomising costs one multiplication per component when the pool has
+    stock. :meth:`start` refills it in a background thread (idle time); when it
+    is empty a fresh pair is computed on the spot, never an old one returned.
+    """
+
+    def __init__(self, pk: PublicKey, target: int = 256) -> None:
+        self.pk = pk
+        self.target = target
+        self._items: deque[tuple[mpz, mpz]] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.drawn = 0
+        self.computed_on_demand = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def fill(self, count: int | None = None) -> None:
+        """Compute ``count`` (default: up to the target) pairs now, in this thread."""
+        todo = self.target - len(self._items) if count is None else count
+        for _ in range(max(0, todo)):
+            pair = self.pk.fresh_zero_pair()
+            with self._lock:
+                self._items.append(pair)
+
+    def extend(self, pairs: Iterable[tuple[mpz, mpz]]) -> None:
+        """Add pairs computed elsewhere (for example by a batch worker pool)."""
+        with self._lock:
+            self._items.extend(pairs)
+
+    def draw(self) -> tuple[mpz, mpz]:
+        """One pair, removed from the pool for good."""
+        with self._lock:
+            pair = self._items.popleft() if self._items else None
+            self.drawn += 1
+        if len(self._items) < self.target // 2:
+            self._wake.set()
+        if pair is None:
+            self.computed_on_demand += 1
+            pair = self.pk.fresh_zero_pair()
+        return pair
+
+    def start(self) -> None:
+        """Refill in a daemon thread whenever the pool drops below half its target."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                if len(self._items) < self.target:
+                    pair = self.pk.fresh_zero_pair()
+                    with self._lock:
+                        self._items.append(pair)
+                else:
+                    self._wake.wait(0.5)
+                    self._wake.clear()
+
+        self._thread = threading.Thread(target=loop, name="zero-pool", daemon=True)
+        self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop the background refill (the stock stays usable)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+class PublicKey:
+    """The joint public key (params, h); encrypts and re-randomises.
+
+    Fixed-base tables for g and h are built on first use (about 0.4 s each at
+    2048 bits) and reused; ``precompute=False`` keeps plain powmod for a party
+    that encrypts only a handful of values.
+    """
+
+    def __init__(
+        self, params: GroupParams, h: int, *, window: int = DEFAULT_WINDOW, precompute: bool = True
+    ) -> None:
+        self.params = params
+        self.h = _check_element(params, mpz(h), "public key h")
+        if self.h == 1:
+            raise ParameterError("public key h = 1 is degenerate")
+        self.window = window
+        self.precompute = precompute
+        self._tables: tuple[FixedBaseTable, FixedBaseTable] | None = None
+        self._table_lock = threading.Lock()
+        self._pool: ZeroPool | None = None
+
+    # -- fixed-base exponentiation -------------------------------------------------
+    def _get_tables(self) -> tuple[FixedBaseTable, FixedBaseTable]:
+        if self._tables is None:
+            with self._table_lock:
+                if self._tables is None:
+                    p = self.params
+                    self._tables = (
+                        FixedBaseTable(p.g, p.n2, p.exponent_bits, self.window),
+                        FixedBaseTable(self.h, p.n2, p.exponent_bits, self.window),
+                    )
+        return self._tables
+
+    def g_pow(self, e: int) -> mpz:
+        if self.precompute:
+            return self._get_tables()[0].pow(e)
+        return gmpy2.powmod(self.params.g, e, self.params.n2)
+
+    def h_pow(self, e: int) -> mpz:
+        if self.precompute:
+            return self._get_tables()[1].pow(e)
+        return gmpy2.powmod(self.h, e, self.params.n2)
+
+    def random_exponent(self) -> mpz:
+        """A fresh exponent of |N| + 128 bits (statistically close to uniform)."""
+        return mpz(secrets.randbits(self.params.exponent_bits))
+
+    def fresh_zero_pair(self) -> tuple[mpz, mpz]:
+        """(g^r, h^r) for a fresh r: an encryption of zero."""
+        r = self.random_exponent()
+        return self.g_pow(r), self.h_pow(r)
+
+    # -- encryption ----------------------------------------------------------------
+    def encrypt(self, m: int, r: int | None = None) -> Ciphertext:
+        """Encrypt m (taken mod N; negative m wraps to N - |m|) with fresh randomness."""
+        p = self.params
+        if r is None:
+            r = self.random_exponent()
+        c1 = self.g_pow(r)
+        c2 = f_mod(self.h_pow(r) * (1 + (m % p.n) * p.n), p.n2)
+        return Ciphertext(self, c1, c2)
+
+    def encrypt_from_pool(self, m: int) -> Ciphertext:
+        """Encrypt m with a precomputed zero pair: one multiplication."""
+        p = self.params
+        z1, z2 = self.pool.draw()
+        return Ciphertext(self, z1, f_mod(z2 * (1 + (m % p.n) * p.n), p.n2))
+
+    def encrypt_many(self, ms: Iterable[int]) -> list[Ciphertext]:
+        return [self.encrypt(m) for m in ms]
+
+    @property
+    def pool(self) -> ZeroPool:
+        """This key's pool of encryptions of zero (created empty on first use)."""
+        if self._pool is None:
+            self._pool = ZeroPool(self)
+        return self._pool
+
+    def rerandomize(self, ct: Ciphertext) -> Ciphertext:
+        """Same plaintext, fresh randomness: multiply by an encryption of zero from the pool."""
+        z1, z2 = self.pool.draw()
+        n2 = self.params.n2
+        return Ciphertext(self, f_mod(ct.c1 * z1, n2), f_mod(ct.c2 * z2, n2))
+
+    # -- wire ----------------------------------------------------------------------
+    @property
+    def ciphertext_bytes(self) -> int:
+        return 2 * self.params.element_bytes
+
+    def ciphertext_from_bytes(self, data: bytes) -> Ciphertext:
+        """Decode one ciphertext; raises EncodingError on any malformation."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise EncodingError(f"ciphertext must be bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if len(data) != self.ciphertext_bytes:
+            raise EncodingError(
+                f"ciphertext must be exactly {self.ciphertext_bytes} bytes, got {len(data)}"
+            )
+        e = self.params.element_bytes
+        c1 = element_from_bytes(self.params, data[:e], "ciphertext c1")
+        c2 = element_from_bytes(self.params, data[e:], "ciphertext c2")
+        return Ciphertext(self, c1, c2)
+
+    def ciphertexts_to_bytes(self, cts: Sequence[Ciphertext]) -> bytes:
+        """A batch as one blob: the fixed-width encodings back to back."""
+        return b"".join(c.to_bytes() for c in cts)
+
+    def ciphertexts_from_bytes(self, blob: bytes, count: int | None = None) -> list[Ciphertext]:
+        """Decode a batch blob; its length must be count * ciphertext_bytes exactly."""
+        w = self.ciphertext_bytes
+        if len(blob) % w:
+            raise EncodingError(f"batch of {len(blob)} bytes is not a multiple of {w}")
+        if count is not None and len(blob) != count * w:
+            raise EncodingError(
+                f"batch says {count} ciphertexts but carries {len(blob) // w} ({len(blob)} bytes)"
+            )
+        mv = memoryview(blob)
+        return [self.ciphertext_from_bytes(mv[i : i + w]) for i in range(0, len(blob), w)]
+
+    def to_bytes(self) -> bytes:
+        return element_to_bytes(self.params, self.h)
+
+    @classmethod
+    def from_bytes(cls, params: GroupParams, data: bytes, **kw: object) -> PublicKey:
+        return cls(params, element_from_bytes(params, data, "public key h"), **kw)  # type: ignore[arg-type]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PublicKey) and (self.params.n, self.h) == (other.params.n, other.h)
+
+    def __hash__(self) -> int:
+        return hash((int(self.params.n), int(self.h)))
+
+
+@dataclass(frozen=True)
+class KeyShare:
+    """One key holder's secret x_i (|N| + 128 bits) and its public part h_i = g^x_i."""
+
+    params: GroupParams
+    x: mpz = field(repr=False)
+    h: mpz = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "h", gmpy2.powmod(self.params.g, self.x, self.params.n2))
+
+    @classmethod
+    def generate(cls, params: GroupParams) -> KeyShare:
+        return cls(params, mpz(secrets.randbits(params.exponent_bits)))
+
+    def partial_decrypt(self, ct: Ciphertext) -> mpz:
+        """c1^(x_i) mod N^2: this holder's contribution to a decryption."""
+        return gmpy2.powmod(ct.c1, self.x, self.params.n2)
+
+    def partial_decrypt_many(self, cts: Sequence[Ciphertext]) -> list[mpz]:
+        """Partial decryptions of a batch; gmpy2 releases the GIL inside (see mpc.elgamal.batch)."""
+        if not cts:
+            return []
+        return list(gmpy2.powmod_base_list([c.c1 for c in cts], self.x, self.params.n2))
+
+    def to_bytes(self) -> bytes:
+        """The secret exponent, fixed width. Store it with file mode 0600."""
+        return int(self.x).to_bytes((self.params.exponent_bits + 7) // 8, "big")
+
+    @classmethod
+    def from_bytes(cls, params: GroupParams, data: bytes) -> KeyShare:
+        if len(data) != (params.exponent_bits + 7) // 8:
+            raise EncodingError("key share has the wrong length for these parameters")
+        return cls(params, mpz(int.from_bytes(data, "big")))
+
+
+def combine(ct: Ciphertext, partials: Sequence[int]) -> int:
+    """Decrypt with every holder's partial decryption: m in [0, N).
+
+    Raises DecryptionError if the partials do not belong to this ciphertext and
+    key (the quotient is then not of the form 1 + mN).
+    """
+    p = ct.pk.params
+    if not partials:
+        raise DecryptionError("no partial decryptions to combine")
+    prod = mpz(1)
+    for d in partials:
+        prod = f_mod(prod * _check_element(p, mpz(d), "partial decryption"), p.n2)
+    u = f_mod(ct.c2 * gmpy2.invert(prod, p.n2), p.n2)
+    q, rem = gmpy2.f_divmod(u - 1, p.n)
+    if rem != 0:
+        raise DecryptionError(
+            "partial decryptions do not combine to a valid plaintext "
+            "(missing, wrong key, or for another ciphertext)"
+        )
+    return int(q)
+
+
+def combine_many(cts: Sequence[Ciphertext], partials: Sequence[Sequence[int]]) -> list[int]:
+    """combine() for a batch: partials[j] lists holder j's partials, one per ciphertext."""
+    for j, row in enumerate(partials):
+        if len(row) != len(cts):
+            raise DecryptionError(
+                f"holder {j} sent {len(row)} partial decryptions for {len(cts)} ciphertexts"
+            )
+    return [combine(ct, [row[i] for row in partials]) for i, ct in enumerate(cts)]
+
+
+def to_signed(m: int, n: int) -> int:
+    """Read a plaintext in [0, N) as a signed value in (-N/2, N/2]."""
+    return m - n if m > n // 2 else m

@@ -1,0 +1,1 @@
+"""The parties (SP, PSP, users) over gRPC: the only package that imports grpc."""
