@@ -41,3 +41,46 @@ class TransportError(MpcError):
 
 class AuthorizationError(MpcError):
     """A peer is not allowed to do what it asked (wrong role, another user's data)."""
+
+
+# -- protocol and transport failures (raised by mpc.transport and mpc.protocol) --
+
+
+class NotFound(ProtocolError):
+    """A requested record, result or delivery does not exist (for this caller)."""
+
+
+class UnknownSession(ProtocolError):
+    """A message or receive names a session this party never opened (or forgot)."""
+
+
+class SessionClosed(ProtocolError):
+    """The session is finished (closed) or failed; its messages are no longer accepted."""
+
+
+class SessionExists(ProtocolError):
+    """``open_session`` was called for a session id that is already open."""
+
+
+class UnexpectedStep(ProtocolError):
+    """A (step, sender) pair the session does not declare, or a step the protocol lacks."""
+
+
+class ConflictingMessage(ProtocolError):
+    """A second message for the same (session, step, sender) with different bytes."""
+
+
+class MessageTooLarge(ProtocolError):
+    """A message is bigger than the receiver's ``max_payload``."""
+
+
+class ReceiveTimeout(TransportError):
+    """No message arrived for (session, step, sender) within the timeout."""
+
+
+class PeerUnreachable(TransportError):
+    """The peer cannot be reached (disconnected, unknown address, connection lost)."""
+
+
+class PeerFailed(TransportError):
+    """Another party of the session failed, so this session can never finish."""

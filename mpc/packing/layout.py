@@ -173,7 +173,9 @@ class SlotLayout:
     below the required one (even by one bit), more slots than fit, no slot at
     all, non-positive sizes.
 
-    After construction ``slots`` and ``slot_bits`` hold the resolved values.
+    After construction ``slots`` and ``slot_bits`` hold the resolved values, so
+    ``dataclasses.replace(layout, terms=...)`` re-checks the new terms against
+    the old width (build a new layout to get a new width).
     """
 
     value_bits: int
@@ -422,8 +424,7 @@ class SlotLayout:
         need = self.count_plaintexts(count)
         if len(packed) != need:
             raise ParameterError(
-                f"{count} values in slots of {self.slots} need {need} plaintexts, "
-                f"got {len(packed)}"
+                f"{count} values in slots of {self.slots} need {need} plaintexts, got {len(packed)}"
             )
         out: list[int] = []
         for j, x in enumerate(packed):

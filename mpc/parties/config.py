@@ -1,0 +1,161 @@
+"""Party configuration (TOML) and on-disk key material.
+
+Example ``sp.toml``::
+
+    role = "sp"                   # "sp" or "psp"
+    listen = "127.0.0.1:50051"    # where this server listens
+    peer = "127.0.0.1:50052"      # the other server
+    data_dir = "data/sp"          # key share, public key, SQLite store, stats
+    key_bits = 2048               # 1024 (tests) or 2048
+    workers = 2                   # threads for crypto work
+    deadline_s = 120              # deadline of every outgoing call
+
+    [tls]
+    ca = "certs/ca.pem"
+    cert = "certs/sp.pem"
+    key = "certs/sp.key"
+
+Relative paths are taken from the config file's directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from mpc.elgamal import KeyShare, PublicKey, params_for
+from mpc.elgamal.params import DEFAULT_SEED, GroupParams
+from mpc.errors import ParameterError
+from mpc.parties.rpc import TlsFiles
+
+SERVER_ROLES = ("sp", "psp")
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    """Everything one server process needs."""
+
+    role: str
+    listen: str
+    peer: str
+    data_dir: Path
+    tls: TlsFiles
+    key_bits: int = 2048
+    seed: str = DEFAULT_SEED
+    workers: int = 2
+    deadline_s: float = 120.0
+    peer_server_name: str | None = None
+
+    @property
+    def peer_role(self) -> str:
+        return "psp" if self.role == "sp" else "sp"
+
+    @classmethod
+    def load(cls, path: str | Path) -> PartyConfig:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ParameterError(f"cannot read config {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ParameterError(f"config {path} is not valid TOML: {exc}") from exc
+        return cls.from_dict(raw, base=path.parent)
+
+    @classmethod
+    def from_dict(cls, raw: dict, base: Path = Path(".")) -> PartyConfig:
+        def p(v: str) -> Path:
+            q = Path(v)
+            return q if q.is_absolute() else base / q
+
+        missing = [k for k in ("role", "listen", "peer", "data_dir", "tls") if k not in raw]
+        if missing:
+            raise ParameterError(f"config lacks {', '.join(missing)}")
+        if raw["role"] not in SERVER_ROLES:
+            raise ParameterError(f"role must be 'sp' or 'psp', got {raw['role']!r}")
+        tls = raw["tls"]
+        for k in ("ca", "cert", "key"):
+            if k not in tls:
+                raise ParameterError(f"config [tls] lacks {k}")
+        known = {
+            "role", "listen", "peer", "data_dir", "tls", "key_bits", "seed", "workers",
+            "deadline_s", "peer_server_name",
+        }
+        unknown = set(raw) - known
+        if unknown:
+            raise ParameterError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        return cls(
+            role=raw["role"],
+            listen=str(raw["listen"]),
+            peer=str(raw["peer"]),
+            data_dir=p(raw["data_dir"]),
+            tls=TlsFiles(p(tls["ca"]), p(tls["cert"]), p(tls["key"])),
+            key_bits=int(raw.get("key_bits", 2048)),
+            seed=str(raw.get("seed", DEFAULT_SEED)),
+            workers=int(raw.get("workers", 2)),
+            deadline_s=float(raw.get("deadline_s", 120.0)),
+            peer_server_name=raw.get("peer_server_name"),
+        )
+
+    @property
+    def params(self) -> GroupParams:
+        return params_for(self.key_bits, self.seed)
+
+
+# -- key material on disk ------------------------------------------------------------------
+SHARE_FILE = "key_share.bin"
+PUBLIC_FILE = "public_key.json"
+
+
+def key_fingerprint(pk: PublicKey) -> bytes:
+    p = pk.params
+    return hashlib.sha256(
+        b"mpc-crm/v1/pk|" + int(p.n).to_bytes(p.element_bytes, "big") + p.seed.encode() + b"|" + pk.to_bytes()
+    ).digest()
+
+
+def save_keys(data_dir: Path, pk: PublicKey, share: KeyShare) -> None:
+    """Write the key share with mode 0600 (created so, never chmod-ed later) and the public key."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    share_path = data_dir / SHARE_FILE
+    tmp = share_path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(share.to_bytes())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, share_path)
+    info = {
+        "group": pk.params.name,
+        "seed": pk.params.seed,
+        "key_bits": pk.params.bits,
+        "h": pk.to_bytes().hex(),
+        "fingerprint": key_fingerprint(pk).hex(),
+    }
+    tmp = data_dir / (PUBLIC_FILE + ".tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, data_dir / PUBLIC_FILE)
+
+
+def load_keys(data_dir: Path, params: GroupParams) -> tuple[PublicKey, KeyShare] | None:
+    """The stored key pair, or None at first start; refuses files that do not fit ``params``."""
+    share_path = data_dir / SHARE_FILE
+    pub_path = data_dir / PUBLIC_FILE
+    if not share_path.exists() and not pub_path.exists():
+        return None
+    try:
+        info = json.loads(pub_path.read_text())
+        share = KeyShare.from_bytes(params, share_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"key files in {data_dir} are unreadable: {exc}") from exc
+    if info.get("group") != params.name or info.get("seed") != params.seed:
+        raise ParameterError(
+            f"stored key is for {info.get('group')} but the config asks for {params.name}"
+        )
+    if share_path.stat().st_mode & 0o077:
+        raise ParameterError(f"{share_path} is readable by others: chmod 600 it")
+    pk = PublicKey.from_bytes(params, bytes.fromhex(info["h"]))
+    return pk, share

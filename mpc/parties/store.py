@@ -1,0 +1,161 @@
+"""The SP's durable store: users' ciphertexts and computed results in SQLite.
+
+One file in the data directory, WAL mode, one transaction per upload, so an
+upload is all of a user's ciphertexts or none, and a crash or restart loses
+nothing that was acknowledged. Ciphertexts are stored as one blob per record
+(the fixed-width encodings back to back), with user id, kind, version, layout
+version, count and time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mpc.errors import ParameterError, ProtocolError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    user_id        TEXT    NOT NULL,
+    kind           TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    layout_version INTEGER NOT NULL,
+    count          INTEGER NOT NULL,
+    width          INTEGER NOT NULL,
+    blob           BLOB    NOT NULL,
+    created        REAL    NOT NULL,
+    PRIMARY KEY (user_id, kind)
+);
+CREATE TABLE IF NOT EXISTS results (
+    user_id        TEXT    NOT NULL,
+    kind           TEXT    NOT NULL,
+    source_version INTEGER NOT NULL,
+    count          INTEGER NOT NULL,
+    width          INTEGER NOT NULL,
+    blob           BLOB    NOT NULL,
+    created        REAL    NOT NULL,
+    PRIMARY KEY (user_id, kind)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Record:
+    """A stored batch of ciphertexts of one user and kind."""
+
+    user_id: str
+    kind: str
+    version: int
+    layout_version: int
+    count: int
+    width: int
+    blob: bytes
+    created: float
+
+
+class Store:
+    """SQLite-backed storage; safe to call from the event loop's executor threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- records -------------------------------------------------------------------
+    def put_record(
+        self, user_id: str, kind: str, layout_version: int, count: int, width: int, blob: bytes
+    ) -> int:
+        """Replace (user, kind) atomically; drops results that depended on it. Returns the version."""
+        if len(blob) != count * width:
+            raise ProtocolError(f"record of {count} x {width} bytes carries {len(blob)} bytes")
+        with self._lock:
+            cur = self._db.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                row = cur.execute(
+                    "SELECT version FROM records WHERE user_id=? AND kind=?", (user_id, kind)
+                ).fetchone()
+                version = (row[0] if row else 0) + 1
+                cur.execute(
+                    "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?)",
+                    (user_id, kind, version, layout_version, count, width, blob, time.time()),
+                )
+                cur.execute("DELETE FROM results WHERE user_id=?", (user_id,))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return version
+
+    def get_record(self, user_id: str, kind: str) -> Record | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT user_id, kind, version, layout_version, count, width, blob, created "
+                "FROM records WHERE user_id=? AND kind=?",
+                (user_id, kind),
+            ).fetchone()
+        return Record(*row) if row else None
+
+    def users(self, kind: str | None = None) -> list[str]:
+        q = "SELECT DISTINCT user_id FROM records" + (" WHERE kind=?" if kind else "")
+        with self._lock:
+            rows = self._db.execute(q + " ORDER BY user_id", (kind,) if kind else ()).fetchall()
+        return [r[0] for r in rows]
+
+    def count_records(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def fingerprint(self) -> list[tuple]:
+        """(user, kind, version, count, blob length) of every record: to check nothing changed."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT user_id, kind, version, count, length(blob) FROM records ORDER BY 1, 2"
+            ).fetchall()
+
+    # -- results -------------------------------------------------------------------
+    def put_result(
+        self, user_id: str, kind: str, source_version: int, count: int, width: int, blob: bytes
+    ) -> None:
+        """Store a computed result, unless the record it came from changed meanwhile."""
+        if len(blob) != count * width:
+            raise ParameterError("result blob does not match its count and width")
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",
+                (user_id, kind, source_version, count, width, blob, time.time()),
+            )
+
+    def get_result(self, user_id: str, kind: str) -> Record | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT user_id, kind, source_version, 0, count, width, blob, created "
+                "FROM results WHERE user_id=? AND kind=?",
+                (user_id, kind),
+            ).fetchone()
+        return Record(*row) if row else None
+
+    # -- meta ----------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))

@@ -1,0 +1,135 @@
+"""Protocol "deliver": decrypt for a user, so that only that user reads the result.
+
+The SP re-randomises the user's ciphertexts (so the PSP never sees a stored
+ciphertext twice), sends them to the PSP (step ``ciphertexts``), and both
+compute partial decryptions c1^(x_i). The SP hands its partials and the
+ciphertexts to the user; the PSP keeps its partials in an outbox addressed to
+that user alone (step ``ready`` tells the SP they are there) until the user
+collects them. The user combines both partials locally.
+
+Leakage: the SP sees nothing new (its own partials are useless without the
+PSP's). The PSP sees fresh re-randomised ciphertexts and the user's id (the
+user collects from it by certificate). Neither server sees the plaintext.
+
+SP inputs: ``pk``, ``share``, ``ciphertexts`` (already re-randomised),
+``run_crypto`` (async callable that runs a function in an executor).
+PSP inputs: ``pk``, ``share``, ``outbox`` (Outbox), ``start`` (DeliverInputs),
+``run_crypto``. SP result: its partials; PSP result: the number of partials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mpc.elgamal import Ciphertext, KeyShare, PublicKey
+from mpc.errors import AuthorizationError, EncodingError, NotFound, ProtocolError
+from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocols.wire import ciphertext_batch, ciphertexts_from_batch
+from mpc.v1 import steps_pb2
+
+RunCrypto = Callable[..., Awaitable[Any]]
+
+
+async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+@dataclass
+class _Parcel:
+    user_id: str
+    partials: list[int]
+    expires: float
+
+
+class Outbox:
+    """The PSP's partial decryptions awaiting their user, by delivery id, with a time limit."""
+
+    def __init__(self, ttl_s: float = 600.0) -> None:
+        self.ttl_s = ttl_s
+        self._parcels: dict[str, _Parcel] = {}
+
+    def put(self, delivery_id: str, user_id: str, partials: Sequence[int]) -> None:
+        self._expire()
+        if delivery_id in self._parcels:
+            raise ProtocolError(f"delivery {delivery_id[:8]} exists already")
+        self._parcels[delivery_id] = _Parcel(user_id, list(partials), time.monotonic() + self.ttl_s)
+
+    def collect(self, delivery_id: str, user_id: str) -> list[int]:
+        """The partials of a delivery for ``user_id``; another user is refused."""
+        self._expire()
+        parcel = self._parcels.get(delivery_id)
+        if parcel is None:
+            raise NotFound(f"no delivery {delivery_id[:8]}... (unknown, or expired)")
+        if parcel.user_id != user_id:
+            raise AuthorizationError(f"delivery {delivery_id[:8]}... is not addressed to {user_id!r}")
+        return parcel.partials
+
+    def __len__(self) -> int:
+        return len(self._parcels)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for k in [k for k, p in self._parcels.items() if p.expires < now]:
+            del self._parcels[k]
+
+
+def partials_of(share: KeyShare, cts: Sequence[Ciphertext]) -> list[int]:
+    """Step function: this holder's partial decryption of each ciphertext."""
+    return share.partial_decrypt_many(cts)
+
+
+class SpDeliver:
+    async def run(self, ctx: SessionContext) -> object:
+        pk: PublicKey = ctx.inputs["pk"]
+        share: KeyShare = ctx.inputs["share"]
+        cts: list[Ciphertext] = ctx.inputs["ciphertexts"]
+        run_crypto: RunCrypto = ctx.inputs.get("run_crypto", _inline)
+        msg = steps_pb2.DeliverCiphertexts(ciphertexts=ciphertext_batch(pk, cts))
+        own = asyncio.ensure_future(run_crypto(partials_of, share, cts))
+        try:
+            await ctx.send("psp", "ciphertexts", msg.SerializeToString())
+            ready = steps_pb2.DeliverReady.FromString(await ctx.receive("psp", "ready"))
+        except BaseException:
+            own.cancel()
+            raise
+        if ready.count != len(cts):
+            raise ProtocolError(f"PSP prepared {ready.count} partials for {len(cts)} ciphertexts")
+        return await own
+
+
+class PspDeliver:
+    async def run(self, ctx: SessionContext) -> object:
+        pk: PublicKey = ctx.inputs["pk"]
+        share: KeyShare = ctx.inputs["share"]
+        outbox: Outbox = ctx.inputs["outbox"]
+        start: steps_pb2.DeliverInputs = ctx.inputs["start"]
+        run_crypto: RunCrypto = ctx.inputs.get("run_crypto", _inline)
+        msg = steps_pb2.DeliverCiphertexts.FromString(await ctx.receive("sp", "ciphertexts"))
+        cts = ciphertexts_from_batch(pk, msg.ciphertexts)
+        partials = await run_crypto(partials_of, share, cts)
+        outbox.put(start.delivery_id, start.user_id, partials)
+        await ctx.send("sp", "ready", steps_pb2.DeliverReady(count=len(partials)).SerializeToString())
+        return len(partials)
+
+
+@register_protocol
+class Deliver(ProtocolSpec):
+    name = "deliver"
+    roles = ("sp", "psp")
+    steps = (Step("ciphertexts", "sp", "psp"), Step("ready", "psp", "sp"))
+    role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpDeliver, "psp": PspDeliver}
+
+    @classmethod
+    def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
+        pk, share = party.require_key()
+        try:
+            start = steps_pb2.DeliverInputs.FromString(raw)
+        except Exception as exc:
+            raise EncodingError(f"malformed deliver inputs: {exc}") from exc
+        if not start.user_id or not start.delivery_id:
+            raise EncodingError("deliver inputs must name the user and the delivery")
+        return {"pk": pk, "share": share, "outbox": party.outbox, "start": start, "run_crypto": party.run_crypto}
