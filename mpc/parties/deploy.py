@@ -100,7 +100,7 @@ def write_deployment(
                     f"deadline_s = {deadline_s}",
                     "",
                     "[tls]",
-                    f'ca = "certs/ca.pem"',
+                    'ca = "certs/ca.pem"',
                     f"cert = {_toml_str('certs/' + role + '.pem')}",
                     f"key = {_toml_str('certs/' + role + '.key')}",
                     "",

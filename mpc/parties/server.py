@@ -116,7 +116,9 @@ class PartyServer:
         c.data_dir.mkdir(parents=True, exist_ok=True)
         self._channel = rpc.secure_channel(c.peer, c.tls, c.peer_server_name)
         self.peer_stub = rpc.RawStub(self._channel, peer_pb2.DESCRIPTOR.services_by_name["Peer"], c.peer_role, self.traffic)
-        self.transport = GrpcTransport(self.role, self.mailbox, c.peer_role, self.peer_stub, c.deadline_s)
+        self.transport = GrpcTransport(
+            self.role, self.mailbox, c.peer_role, self.peer_stub, c.deadline_s, retry_s=min(30.0, c.deadline_s)
+        )
 
         server = grpc.aio.server(options=rpc.SERVER_OPTIONS)
         peer_only = [c.peer_role]
