@@ -107,9 +107,8 @@ def test_sub(pk: PublicKey, shares: list[KeyShare], a: int, b: int) -> None:
     assert dec(pk.encrypt(a) - pk.encrypt(b), shares) == (a - b) % N
 
 
-scalars = (
-    st.integers(min_value=-(2**200), max_value=2**200)
-    | st.sampled_from([0, 1, -1, 2, N - 1, N, N + 1, -N, 2**2000 + 12345, -(2**3000) - 7])
+scalars = st.integers(min_value=-(2**200), max_value=2**200) | st.sampled_from(
+    [0, 1, -1, 2, N - 1, N, N + 1, -N, 2**2000 + 12345, -(2**3000) - 7]
 )
 
 
@@ -479,13 +478,6 @@ BAD_ELEMENTS = {
     "n_times_big": N * (N - 1),
 }
 
-_BUG_NON_BYTES = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="library bug: non-bytes input raises TypeError instead of EncodingError "
-    "(no isinstance check before len()/int.from_bytes in scheme.py/keygen.py decoders)",
-)
-
 
 def _ct_cases() -> list:
     cases: list = [
@@ -534,15 +526,9 @@ def _batch_cases() -> list:
         pytest.param(
             lambda pk: pk.ciphertexts_from_bytes(blob(pk, 1) + b"\0" * CB), id="batch-zero-item"
         ),
-        pytest.param(
-            lambda pk: pk.ciphertexts_from_bytes(None), id="batch-none", marks=_BUG_NON_BYTES
-        ),
-        pytest.param(
-            lambda pk: pk.ciphertexts_from_bytes("x" * CB), id="batch-str", marks=_BUG_NON_BYTES
-        ),
-        pytest.param(
-            lambda pk: pk.ciphertexts_from_bytes(7), id="batch-int", marks=_BUG_NON_BYTES
-        ),
+        pytest.param(lambda pk: pk.ciphertexts_from_bytes(None), id="batch-none"),
+        pytest.param(lambda pk: pk.ciphertexts_from_bytes("x" * CB), id="batch-str"),
+        pytest.param(lambda pk: pk.ciphertexts_from_bytes(7), id="batch-int"),
     ]
 
 
@@ -552,30 +538,15 @@ def _pk_cases() -> list:
         pytest.param(lambda pk: PublicKey.from_bytes(P, good(pk)[:-1]), id="pk-short"),
         pytest.param(lambda pk: PublicKey.from_bytes(P, good(pk) + b"\0"), id="pk-long"),
         pytest.param(lambda pk: PublicKey.from_bytes(P, b""), id="pk-empty"),
-        pytest.param(
-            lambda pk: PublicKey.from_bytes(P, None), id="pk-none", marks=_BUG_NON_BYTES
-        ),
-        pytest.param(
-            lambda pk: PublicKey.from_bytes(P, "a" * EB), id="pk-str", marks=_BUG_NON_BYTES
-        ),
+        pytest.param(lambda pk: PublicKey.from_bytes(P, None), id="pk-none"),
+        pytest.param(lambda pk: PublicKey.from_bytes(P, "a" * EB), id="pk-str"),
         pytest.param(
             lambda pk: PublicKey.from_bytes(P, list(good(pk))),
             id="pk-list",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="library bug: PublicKey.from_bytes accepts a list of ints "
-                "(int.from_bytes takes any iterable) instead of raising EncodingError",
-            ),
         ),
         pytest.param(
             lambda pk: PublicKey.from_bytes(P, _elem(1)),
             id="pk-h-one",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=ParameterError,
-                reason="library inconsistency: the degenerate h = 1 decodes to "
-                "ParameterError, not EncodingError (PublicKey.__init__, scheme.py)",
-            ),
         ),
     ]
     for name, v in BAD_ELEMENTS.items():
@@ -591,12 +562,8 @@ def _share_cases() -> list:
         pytest.param(lambda pk: KeyShare.from_bytes(P, b"\1" * (size - 1)), id="share-short"),
         pytest.param(lambda pk: KeyShare.from_bytes(P, b"\1" * (size + 1)), id="share-long"),
         pytest.param(lambda pk: KeyShare.from_bytes(P, b""), id="share-empty"),
-        pytest.param(
-            lambda pk: KeyShare.from_bytes(P, None), id="share-none", marks=_BUG_NON_BYTES
-        ),
-        pytest.param(
-            lambda pk: KeyShare.from_bytes(P, "a" * size), id="share-str", marks=_BUG_NON_BYTES
-        ),
+        pytest.param(lambda pk: KeyShare.from_bytes(P, None), id="share-none"),
+        pytest.param(lambda pk: KeyShare.from_bytes(P, "a" * size), id="share-str"),
     ]
 
 

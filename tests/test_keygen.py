@@ -174,12 +174,6 @@ def test_bad_commitment_sets_are_refused(shares: tuple[KeyShare, KeyShare]) -> N
         sp.reveal()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug (keygen.py KeygenHolder.receive_commitments): it can be called "
-    "again after reveal() and silently replaces the peers' commitments, so a peer can "
-    "commit after seeing our h_i; it should raise KeyGenerationError",
-)
 def test_commitments_after_reveal_are_refused(shares: tuple[KeyShare, KeyShare]) -> None:
     sp, psp = _holders(shares)
     _exchange_commitments([sp, psp])
@@ -303,12 +297,6 @@ def test_verify_knowledge_directly(shares: tuple[KeyShare, KeyShare]) -> None:
     assert pr2.t != pr.t and verify_knowledge(P, h, pr2, ctx)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library weakness (keygen.py proof_context): session + b'|' + party is not "
-    "injective, so a proof for (session=b's|a', party='b') verifies for "
-    "(session=b's', party='a|b'); the context should be length-prefixed",
-)
 def test_proof_context_is_unambiguous(shares: tuple[KeyShare, KeyShare]) -> None:
     x, h = shares[0].x, shares[0].h
     pr = prove_knowledge(P, x, h, proof_context(b"s|a", "b"))
@@ -361,14 +349,6 @@ def test_proof_round_trip(run: dict) -> None:
     assert Proof.from_bytes(P, small.to_bytes(P)) == small
 
 
-_NON_BYTES = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="library bug (keygen.py Proof.from_bytes): non-bytes input raises TypeError "
-    "instead of EncodingError",
-)
-
-
 @pytest.mark.parametrize(
     "mutate",
     [
@@ -380,9 +360,9 @@ _NON_BYTES = pytest.mark.xfail(
         pytest.param(lambda d, eb: N.to_bytes(eb, "big") + d[eb:], id="t-is-n"),
         pytest.param(lambda d, eb: N2.to_bytes(eb, "big") + d[eb:], id="t-is-n2"),
         pytest.param(lambda d, eb: b"\xff" * eb + d[eb:], id="t-too-big"),
-        pytest.param(lambda d, eb: None, id="none", marks=_NON_BYTES),
-        pytest.param(lambda d, eb: "x" * len(d), id="str", marks=_NON_BYTES),
-        pytest.param(lambda d, eb: 5, id="int", marks=_NON_BYTES),
+        pytest.param(lambda d, eb: None, id="none"),
+        pytest.param(lambda d, eb: "x" * len(d), id="str"),
+        pytest.param(lambda d, eb: 5, id="int"),
     ],
 )
 def test_malformed_proof_bytes(run: dict, mutate) -> None:  # type: ignore[no-untyped-def]

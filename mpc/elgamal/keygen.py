@@ -33,6 +33,7 @@ from mpc.elgamal.scheme import (
     KeyShare,
     PublicKey,
     _check_element,
+    as_bytes,
     element_from_bytes,
     element_to_bytes,
 )
@@ -80,6 +81,7 @@ class Proof:
 
     @classmethod
     def from_bytes(cls, params: GroupParams, data: bytes) -> Proof:
+        data = as_bytes(data, "proof")
         e = params.element_bytes
         if len(data) != e + _response_bytes(params):
             raise EncodingError(
@@ -148,7 +150,9 @@ def verify_knowledge(params: GroupParams, h: int, proof: Proof, context: bytes) 
 
 
 def proof_context(session: bytes, party: str) -> bytes:
-    return session + b"|" + party.encode()
+    """Session and party, length-prefixed so that no two pairs give the same bytes."""
+    p = party.encode()
+    return len(session).to_bytes(8, "big") + session + len(p).to_bytes(8, "big") + p
 
 
 class KeygenHolder:
@@ -176,6 +180,8 @@ class KeygenHolder:
         )
 
     def receive_commitments(self, commitments: Sequence[Commitment]) -> None:
+        if self._peers is not None:
+            raise KeyGenerationError("commitments were already received: they cannot be replaced")
         peers = {}
         for c in commitments:
             if c.party == self.party or c.party in peers:

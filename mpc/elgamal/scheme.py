@@ -39,6 +39,13 @@ def _check_element(params: GroupParams, v: mpz, what: str) -> mpz:
     return v
 
 
+def as_bytes(data: object, what: str) -> bytes:
+    """Accept bytes-like input only; anything else is an EncodingError (never a TypeError)."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise EncodingError(f"{what} must be bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
 def element_to_bytes(params: GroupParams, v: int) -> bytes:
     """Fixed-width big-endian encoding of one element mod N^2."""
     return int(v).to_bytes(params.element_bytes, "big")
@@ -46,6 +53,7 @@ def element_to_bytes(params: GroupParams, v: int) -> bytes:
 
 def element_from_bytes(params: GroupParams, data: bytes, what: str = "element") -> mpz:
     """Decode and validate one element mod N^2 (exact length, range, invertible)."""
+    data = as_bytes(data, what)
     if len(data) != params.element_bytes:
         raise EncodingError(
             f"{what} must be exactly {params.element_bytes} bytes, got {len(data)}"
@@ -286,9 +294,7 @@ class PublicKey:
 
     def ciphertext_from_bytes(self, data: bytes) -> Ciphertext:
         """Decode one ciphertext; raises EncodingError on any malformation."""
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise EncodingError(f"ciphertext must be bytes, got {type(data).__name__}")
-        data = bytes(data)
+        data = as_bytes(data, "ciphertext")
         if len(data) != self.ciphertext_bytes:
             raise EncodingError(
                 f"ciphertext must be exactly {self.ciphertext_bytes} bytes, got {len(data)}"
@@ -305,6 +311,7 @@ class PublicKey:
     def ciphertexts_from_bytes(self, blob: bytes, count: int | None = None) -> list[Ciphertext]:
         """Decode a batch blob; its length must be count * ciphertext_bytes exactly."""
         w = self.ciphertext_bytes
+        blob = as_bytes(blob, "ciphertext batch")
         if len(blob) % w:
             raise EncodingError(f"batch of {len(blob)} bytes is not a multiple of {w}")
         if count is not None and len(blob) != count * w:
@@ -319,7 +326,10 @@ class PublicKey:
 
     @classmethod
     def from_bytes(cls, params: GroupParams, data: bytes, **kw: object) -> PublicKey:
-        return cls(params, element_from_bytes(params, data, "public key h"), **kw)  # type: ignore[arg-type]
+        h = element_from_bytes(params, data, "public key h")
+        if h == 1:
+            raise EncodingError("public key h = 1 is degenerate")
+        return cls(params, h, **kw)  # type: ignore[arg-type]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and (self.params.n, self.h) == (other.params.n, other.h)
@@ -337,6 +347,8 @@ class KeyShare:
     h: mpz = field(init=False)
 
     def __post_init__(self) -> None:
+        if not 0 < self.x < (1 << self.params.exponent_bits):
+            raise ParameterError(f"a key share must be in [1, 2^{self.params.exponent_bits})")
         object.__setattr__(self, "h", gmpy2.powmod(self.params.g, self.x, self.params.n2))
 
     @classmethod
@@ -359,9 +371,13 @@ class KeyShare:
 
     @classmethod
     def from_bytes(cls, params: GroupParams, data: bytes) -> KeyShare:
+        data = as_bytes(data, "key share")
         if len(data) != (params.exponent_bits + 7) // 8:
             raise EncodingError("key share has the wrong length for these parameters")
-        return cls(params, mpz(int.from_bytes(data, "big")))
+        x = mpz(int.from_bytes(data, "big"))
+        if x == 0 or x.bit_length() > params.exponent_bits:
+            raise EncodingError("key share is out of range for these parameters")
+        return cls(params, x)
 
 
 def combine(ct: Ciphertext, partials: Sequence[int]) -> int:
