@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard proto/mpc/v1/*.proto)
 
 demo: $(STAMP)
 	$(BIN)/mpc-crm demo
+	$(BIN)/mpc-crm simulate --users 4 --values 8 --key-bits 2048
 
 test: $(STAMP)
 	$(BIN)/ruff check mpc crm scripts tests

@@ -17,12 +17,16 @@ pytestmark = pytest.mark.slow
 
 def _mpc_children() -> list[int]:
     """PIDs of party or user processes started by a simulation of this test run."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     pids = []
-    for line in out.splitlines()[1:]:
-        pid, _, args = line.strip().partition(" ")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
         if "-m mpc" in args and ("party" in args or "user" in args) and "mpc-sim-test" in args:
-            pids.append(int(pid))
+            pids.append(int(entry.name))
     return pids
 
 
