@@ -13,15 +13,24 @@ veth pairs are created directly inside the new namespaces.
 
 :class:`Proc` runs one command in a namespace in its own process group, with
 stdout and stderr going to files, so a failing test can show their tails.
+
+Run as a script, ``python tests/netns.py held-fetch CONFIG GO_FILE KIND`` is a
+user that fetches the joint key first, prints ``{"ready": true}``, waits for
+``GO_FILE`` to exist, then fetches ``KIND`` and prints one JSON report: a
+fetch that starts while the user is already connected to both servers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import json
 import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -182,17 +191,18 @@ class Proc:
 
     def signal(self, sig: int) -> None:
         if self.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def kill(self) -> None:
-        """SIGKILL the whole process group and reap the process."""
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """SIGKILL the whole process group and reap the process.
+
+        Only while the leader is not reaped yet (alive, or a zombie): its pid,
+        hence the group id, cannot belong to anybody else then.
+        """
+        if self.popen.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
         self.wait(5.0)
 
     def stdout(self) -> str:
@@ -210,3 +220,42 @@ class Proc:
             f"--- {self.name} ({state}) stdout tail:\n" + "\n".join(out)
             + f"\n--- {self.name} stderr tail:\n" + "\n".join(err) + "\n"
         )
+
+
+# -- a user that is already connected when the test acts ----------------------------------
+GO_WAIT_S = 60.0
+
+
+async def _held_fetch(config: str, go_file: str, kind: str) -> int:
+    from mpc.errors import MpcError
+    from mpc.parties.user import UserClient, UserConfig
+
+    async with UserClient(UserConfig.load(config)) as user:
+        await user.public_key(wait_s=30.0)
+        print(json.dumps({"ready": True}), flush=True)
+        give_up = time.monotonic() + GO_WAIT_S
+        while not os.path.exists(go_file):
+            if time.monotonic() > give_up:
+                print(f"no {go_file} after {GO_WAIT_S:.0f} s", file=sys.stderr)
+                return 2
+            await asyncio.sleep(0.05)
+        t0 = time.perf_counter()
+        report: dict[str, object]
+        try:
+            report = {"ok": True, "values": await user.fetch(kind)}
+        except MpcError as exc:
+            report = {"ok": False, "error": str(exc), "type": type(exc).__name__}
+        report["seconds"] = round(time.perf_counter() - t0, 3)
+        print(json.dumps(report), flush=True)
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) != 4 or argv[0] != "held-fetch":
+        print("usage: netns.py held-fetch CONFIG GO_FILE KIND", file=sys.stderr)
+        return 2
+    return asyncio.run(_held_fetch(*argv[1:]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
