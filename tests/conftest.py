@@ -8,11 +8,14 @@ the running event loop, waits until both hold the joint key, and stops them
 - ``parties.user(name)``: a :class:`~mpc.parties.user.UserClient` for a user;
 - ``parties.raw_channel(as_name, to)``: a ``grpc.aio`` channel with the
   certificate of ``as_name`` (a user, ``"sp"`` or ``"psp"``) to ``"sp"`` or
-  ``"psp"``, for hand-made, possibly malformed, raw-bytes calls;
+  ``"psp"``, for hand-made, possibly malformed, raw-bytes calls:
+  ``channel.unary_unary("/mpc.v1.UserGateway/Fetch")`` with no serialisers
+  sends and returns bytes;
 - ``parties.restart(...)``: stop servers and start new ``PartyServer`` objects
   on the same configs and data directories.
 
-``deployment`` is the same thing without any server started.
+``idle_parties`` is the same thing with no server started, and
+``party_deployment`` only the files.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ class Parties:
     def __init__(self, dep: Deployment) -> None:
         self.dep = dep
         self.servers: dict[str, PartyServer] = {}
+        self.changes: dict[str, dict[str, Any]] = {}
+        """Per role, fields of PartyConfig to override when a server is (re)started."""
         self._clients: list[UserClient] = []
         self._channels: list[grpc.aio.Channel] = []
 
@@ -58,7 +63,9 @@ class Parties:
         return self.servers["psp"]
 
     def config(self, role: str) -> PartyConfig:
-        return PartyConfig.load(self.dep.sp_config if role == "sp" else self.dep.psp_config)
+        cfg = PartyConfig.load(self.dep.sp_config if role == "sp" else self.dep.psp_config)
+        changes = self.changes.get(role)
+        return dataclasses.replace(cfg, **changes) if changes else cfg
 
     def address(self, role: str) -> str:
         return self.dep.sp_address if role == "sp" else self.dep.psp_address
@@ -103,16 +110,22 @@ class Parties:
     def tls(self, as_name: str, certs: Path | None = None) -> rpc.TlsFiles:
         """TLS files of party ``as_name`` (our CA unless ``certs`` names another directory)."""
         d = certs or self.dep.root / "certs"
-        return rpc.TlsFiles(self.dep.root / "certs" / "ca.pem", d / f"{as_name}.pem", d / f"{as_name}.key")
+        return rpc.TlsFiles(
+            self.dep.root / "certs" / "ca.pem", d / f"{as_name}.pem", d / f"{as_name}.key"
+        )
 
-    def raw_channel(self, as_name: str, to: str = "sp", *, certs: Path | None = None) -> grpc.aio.Channel:
+    def raw_channel(
+        self, as_name: str, to: str = "sp", *, certs: Path | None = None
+    ) -> grpc.aio.Channel:
         """A channel to server ``to`` presenting ``as_name``'s certificate.
 
         Default gRPC options: the client itself will send a message of any
         size, so the server's own limit is what is tested.
         """
         ca, cert, key = self.tls(as_name, certs).read()
-        creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert
+        )
         channel = grpc.aio.secure_channel(self.address(to), creds)
         self._channels.append(channel)
         return channel
@@ -126,26 +139,18 @@ class Parties:
         self._channels.clear()
 
 
-def raw_unary(channel: grpc.aio.Channel, method: str) -> Any:
-    """A raw-bytes unary callable for ``/mpc.v1.Service/Method`` (no serialisers)."""
-    return channel.unary_unary(method)
-
-
-def raw_stream(channel: grpc.aio.Channel, method: str) -> Any:
-    """A raw-bytes client-streaming callable for ``/mpc.v1.Service/Method``."""
-    return channel.stream_unary(method)
-
-
 @pytest.fixture
-def deployment(tmp_path: Path) -> Deployment:
+def party_deployment(tmp_path: Path) -> Deployment:
     """Certificates and configs for an SP, a PSP and the users in USERS; nothing started."""
-    return write_deployment(tmp_path / "dep", users=list(USERS), key_bits=KEY_BITS, deadline_s=DEADLINE_S)
+    return write_deployment(
+        tmp_path / "dep", users=list(USERS), key_bits=KEY_BITS, deadline_s=DEADLINE_S
+    )
 
 
 @pytest_asyncio.fixture
-async def idle_parties(deployment: Deployment) -> AsyncIterator[Parties]:
+async def idle_parties(party_deployment: Deployment) -> AsyncIterator[Parties]:
     """A ``Parties`` with no server started yet (the test starts what it needs)."""
-    p = Parties(deployment)
+    p = Parties(party_deployment)
     try:
         yield p
     finally:

@@ -40,6 +40,10 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.enable_retries", 0),  # we retry ourselves, only where idempotent
+    # Reconnect quickly once a peer is back: gRPC's default backoff grows to 120 s,
+    # during which every call fails at once with UNAVAILABLE although the peer is up.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
 SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),

@@ -103,6 +103,7 @@ class PartyServer:
         self.key_ready = asyncio.Event()
         self.store: Store | None = Store(config.data_dir / "store.sqlite") if self.role == "sp" else None
         self.outbox = Outbox()
+        self._upload_locks: dict[str, asyncio.Lock] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.stats: dict[str, Any] = {"role": self.role, "sessions": {}, "errors": 0}
         self.port: int | None = None
@@ -183,6 +184,9 @@ class PartyServer:
         if self._channel is not None:
             await self._channel.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.pk is not None:
+            # The warm-up (now finished) started the key's zero-pool refill thread: end it.
+            self.pk.pool.stop()
         if self.store is not None:
             self.store.close()
         self.write_stats()
@@ -232,6 +236,10 @@ class PartyServer:
         assert self.pk is not None
         self.pk.encrypt(0)
         self.pk.pool.start()
+
+    def upload_lock(self, user: str) -> asyncio.Lock:
+        """Serialises the stores of one user's uploads (record, then its derived results)."""
+        return self._upload_locks.setdefault(user, asyncio.Lock())
 
     def require_key(self) -> tuple[PublicKey, KeyShare]:
         if self.pk is None or self.share is None:
@@ -438,13 +446,20 @@ class UserGatewayService:
         blob = b"".join(parts)
         # Validate every ciphertext before anything is stored.
         cts = await self.p.run_crypto(pk.ciphertexts_from_bytes, blob, header.count)
-        assert self.p.store is not None
-        version = await self.p.run_crypto(
-            self.p.store.put_record, ident.name, header.kind, header.layout_version, header.count, width, blob
-        )
+        # Results derived from this record are computed before anything is stored, and a
+        # user's uploads store one at a time: otherwise a slower, older upload could store
+        # its result over the newer record's (a stale result under the new version).
+        results: dict[str, bytes] = {}
         for kind, fn in RESULT_HOOKS.get(header.kind, {}).items():
-            result = await self.p.run_crypto(fn, pk, cts)
-            self.p.store.put_result(ident.name, kind, version, len(result), width, pk.ciphertexts_to_bytes(result))
+            results[kind] = pk.ciphertexts_to_bytes(await self.p.run_crypto(fn, pk, cts))
+        store = self.p.store
+        assert store is not None
+        async with self.p.upload_lock(ident.name):
+            version = await self.p.run_crypto(
+                store.put_record, ident.name, header.kind, header.layout_version, header.count, width, blob
+            )
+            for kind, data in results.items():
+                store.put_result(ident.name, kind, version, len(data) // width, width, data)
         log.info("sp: %s uploaded %d ciphertexts of kind %r (version %d)", ident.name, header.count, header.kind, version)
         return user_pb2.UploadReply(version=version, count=header.count)
 

@@ -125,6 +125,10 @@ class Deliver(ProtocolSpec):
 
     @classmethod
     def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
+        role = getattr(party, "role", None)
+        if role != "psp":
+            # Only the SP starts a delivery, so the responder is always the PSP.
+            raise ProtocolError(f"a delivery is started by the SP; the {role!r} cannot be asked to join one")
         pk, share = party.require_key()
         try:
             start = steps_pb2.DeliverInputs.FromString(raw)
