@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "party": ("mpc.parties.server", "run a long-lived SP or PSP server process"),
     "user": ("mpc.parties.user_cli", "user side: upload encrypted data, fetch and decrypt results"),
     "simulate": ("mpc.parties.simulate", "PSP, SP and N users as separate processes on loopback"),
+    "recommend": ("crm.recommender.cli", "recommendations: the plaintext oracle (--plain) and co-purchase counts"),
 }
 
 

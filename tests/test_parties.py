@@ -220,11 +220,6 @@ async def test_concurrent_reuploads_keep_the_result_consistent(
     assert (second, rec.version) == (1, 2)  # the slow upload stored last
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Store.put_record deletes every result of the user, not only those derived from the "
-    "uploaded kind (the results table does not record its source kind): fix in mpc/parties/store.py",
-)
 async def test_upload_of_another_kind_keeps_results(parties: Parties) -> None:
     alice = parties.user("alice")
     await alice.upload("values", [2, 3])

@@ -449,17 +449,16 @@ class UserGatewayService:
         # Results derived from this record are computed before anything is stored, and a
         # user's uploads store one at a time: otherwise a slower, older upload could store
         # its result over the newer record's (a stale result under the new version).
-        results: dict[str, bytes] = {}
+        results: dict[str, tuple[int, bytes]] = {}
         for kind, fn in RESULT_HOOKS.get(header.kind, {}).items():
-            results[kind] = pk.ciphertexts_to_bytes(await self.p.run_crypto(fn, pk, cts))
+            out = await self.p.run_crypto(fn, pk, cts)
+            results[kind] = (len(out), pk.ciphertexts_to_bytes(out))
         store = self.p.store
         assert store is not None
         async with self.p.upload_lock(ident.name):
             version = await self.p.run_crypto(
-                store.put_record, ident.name, header.kind, header.layout_version, header.count, width, blob
+                store.put_record, ident.name, header.kind, header.layout_version, header.count, width, blob, results
             )
-            for kind, data in results.items():
-                store.put_result(ident.name, kind, version, len(data) // width, width, data)
         log.info("sp: %s uploaded %d ciphertexts of kind %r (version %d)", ident.name, header.count, header.kind, version)
         return user_pb2.UploadReply(version=version, count=header.count)
 

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE TABLE IF NOT EXISTS results (
     user_id        TEXT    NOT NULL,
     kind           TEXT    NOT NULL,
+    source_kind    TEXT    NOT NULL,
     source_version INTEGER NOT NULL,
     count          INTEGER NOT NULL,
     width          INTEGER NOT NULL,
@@ -78,11 +79,28 @@ class Store:
 
     # -- records -------------------------------------------------------------------
     def put_record(
-        self, user_id: str, kind: str, layout_version: int, count: int, width: int, blob: bytes
+        self,
+        user_id: str,
+        kind: str,
+        layout_version: int,
+        count: int,
+        width: int,
+        blob: bytes,
+        results: dict[str, tuple[int, bytes]] | None = None,
     ) -> int:
-        """Replace (user, kind) atomically; drops results that depended on it. Returns the version."""
+        """Replace (user, kind) and its derived results in one transaction. Returns the version.
+
+        Results derived from the old record are dropped; ``results`` maps a
+        result kind to (count, blob) computed from the new record, stored in the
+        same transaction, so nobody ever reads a result of another version.
+        Results derived from the user's other kinds are kept.
+        """
         if len(blob) != count * width:
             raise ProtocolError(f"record of {count} x {width} bytes carries {len(blob)} bytes")
+        for rkind, (rcount, rblob) in (results or {}).items():
+            if len(rblob) != rcount * width:
+                raise ParameterError(f"result {rkind!r} does not match its count and width")
+        now = time.time()
         with self._lock:
             cur = self._db.cursor()
             try:
@@ -93,9 +111,14 @@ class Store:
                 version = (row[0] if row else 0) + 1
                 cur.execute(
                     "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?)",
-                    (user_id, kind, version, layout_version, count, width, blob, time.time()),
+                    (user_id, kind, version, layout_version, count, width, blob, now),
                 )
-                cur.execute("DELETE FROM results WHERE user_id=?", (user_id,))
+                cur.execute("DELETE FROM results WHERE user_id=? AND source_kind=?", (user_id, kind))
+                for rkind, (rcount, rblob) in (results or {}).items():
+                    cur.execute(
+                        "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?)",
+                        (user_id, rkind, kind, version, rcount, width, rblob, now),
+                    )
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -130,16 +153,34 @@ class Store:
 
     # -- results -------------------------------------------------------------------
     def put_result(
-        self, user_id: str, kind: str, source_version: int, count: int, width: int, blob: bytes
-    ) -> None:
-        """Store a computed result, unless the record it came from changed meanwhile."""
+        self, user_id: str, kind: str, source_kind: str, source_version: int, count: int, width: int, blob: bytes
+    ) -> bool:
+        """Store a result computed later (for example precomputed in idle time).
+
+        Stored only if the record it came from is still at ``source_version``:
+        returns False (and stores nothing) when an upload replaced it meanwhile.
+        """
         if len(blob) != count * width:
             raise ParameterError("result blob does not match its count and width")
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",
-                (user_id, kind, source_version, count, width, blob, time.time()),
-            )
+            cur = self._db.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                row = cur.execute(
+                    "SELECT version FROM records WHERE user_id=? AND kind=?", (user_id, source_kind)
+                ).fetchone()
+                if row is None or row[0] != source_version:
+                    cur.execute("ROLLBACK")
+                    return False
+                cur.execute(
+                    "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?)",
+                    (user_id, kind, source_kind, source_version, count, width, blob, time.time()),
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return True
 
     def get_result(self, user_id: str, kind: str) -> Record | None:
         with self._lock:
