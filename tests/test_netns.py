@@ -12,9 +12,9 @@ skipped otherwise.
 2. The PSP's link is cut after an upload: a fetch fails in bounded time with
    an error naming the failed call, the SP survives with its store intact,
    and once the link is back the same fetch succeeds.
-3. (xfail, a project bug) The error of such a fetch should say the PSP is
-   unreachable, both for ``user fetch`` and for a fetch begun by a user
-   already connected (where the SP's deliver session meets the dead link).
+3. The error of such a fetch says the PSP is unreachable, both for
+   ``user fetch`` and for a fetch begun by a user already connected (where
+   the SP's deliver session meets the dead link, within the user's deadline).
 """
 
 from __future__ import annotations
@@ -278,20 +278,9 @@ def test_psp_link_cut_mid_protocol(net: Net) -> None:
 
 
 class UnclearError(AssertionError):
-    """The one failure the xfail below expects (any other failure is reported as such)."""
+    """An error message that does not say the PSP is unreachable."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnclearError,
-    reason=(
-        "project bug: a user's calls and the SP's calls to the PSP share one deadline "
-        "(deadline_s), so the user's Fetch expires first and reports 'sp.Fetch: "
-        "DEADLINE_EXCEEDED' instead of the SP's UNAVAILABLE / 'could not deliver'; and a user "
-        "that cannot connect to the PSP reports 'psp.GetPublicKey: DEADLINE_EXCEEDED: "
-        "Deadline Exceeded', never that the PSP is unreachable"
-    ),
-)
 def test_psp_link_cut_error_names_unreachable(net: Net) -> None:
     start_servers(net)
     roundtrip(net, "u0001", values="3,1,4")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import gmpy2
@@ -135,9 +135,10 @@ class ZeroPool:
     is empty a fresh pair is computed on the spot, never an old one returned.
     """
 
-    def __init__(self, pk: PublicKey, target: int = 256) -> None:
+    def __init__(self, pk: PublicKey, target: int = 256, idle: Callable[[], bool] | None = None) -> None:
         self.pk = pk
         self.target = target
+        self.idle = idle
         self._items: deque[tuple[mpz, mpz]] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -174,21 +175,34 @@ class ZeroPool:
             pair = self.pk.fresh_zero_pair()
         return pair
 
-    def start(self) -> None:
-        """Refill in a daemon thread whenever the pool drops below half its target."""
+    def start(self, idle: Callable[[], bool] | None = None) -> None:
+        """Refill in a daemon thread: once below half its target, back up to the target.
+
+        ``idle`` (optional) says whether the process has nothing better to do;
+        the refill waits while it returns False, so that it uses idle time and
+        does not compete (for the GIL and the cores) with foreground work.
+        """
+        if idle is not None:
+            self.idle = idle
         if self._thread is not None:
             return
         self._stop.clear()
 
         def loop() -> None:
+            refilling = True
             while not self._stop.is_set():
-                if len(self._items) < self.target:
+                n = len(self._items)
+                if n < self.target // 2:
+                    refilling = True
+                if refilling and n < self.target and (self.idle is None or self.idle()):
                     pair = self.pk.fresh_zero_pair()
                     with self._lock:
                         self._items.append(pair)
-                else:
-                    self._wake.wait(0.5)
-                    self._wake.clear()
+                    continue
+                if n >= self.target:
+                    refilling = False
+                self._wake.wait(0.05 if refilling else 0.5)
+                self._wake.clear()
 
         self._thread = threading.Thread(target=loop, name="zero-pool", daemon=True)
         self._thread.start()

@@ -298,11 +298,20 @@ class RawStub:
     client-streaming ones; failures become the project's exceptions.
     """
 
-    def __init__(self, channel: grpc.aio.Channel, service: Any, peer_role: str, traffic: TrafficCounter | None = None) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        service: Any,
+        peer_role: str,
+        traffic: TrafficCounter | None = None,
+        address: str | None = None,
+    ) -> None:
         from google.protobuf import symbol_database
 
         sym = symbol_database.Default()
         self.peer_role = peer_role
+        self.address = address
+        self.channel = channel
         self.traffic = traffic
         self._calls: dict[str, Any] = {}
         self._reply: dict[str, type[Message]] = {}
@@ -324,10 +333,21 @@ class RawStub:
         try:
             out = await self._calls[method](data, timeout=timeout)
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, f"{self.peer_role}.{method}") from exc
+            raise self._error(exc, method) from exc
         if self.traffic:
             self.traffic.add_received(self.peer_role, len(out))
         return self._reply[method].FromString(out)
+
+    def _error(self, exc: grpc.RpcError, method: str) -> errors.MpcError:
+        err = error_from_rpc(exc, f"{self.peer_role}.{method}")
+        code = getattr(err, "status", None)
+        if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE) and (
+            self.channel.get_state() is not grpc.ChannelConnectivity.READY
+        ):
+            where = f" at {self.address}" if self.address else ""
+            err = errors.PeerUnreachable(f"the {self.peer_role}{where} is unreachable (no connection): {err}")
+            err.status = code  # type: ignore[attr-defined]
+        return err
 
     async def stream(self, method: str, requests: Iterable[Message], timeout: float = DEFAULT_DEADLINE_S) -> Any:
         async def gen() -> AsyncIterator[bytes]:
@@ -339,7 +359,7 @@ class RawStub:
         try:
             out = await self._calls[method](gen(), timeout=timeout)
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, f"{self.peer_role}.{method}") from exc
+            raise self._error(exc, method) from exc
         if self.traffic:
             self.traffic.add_received(self.peer_role, len(out))
         return self._reply[method].FromString(out)

@@ -38,6 +38,7 @@ from mpc.errors import (
     MpcError,
     NotFound,
     ParameterError,
+    PeerFailed,
     ProtocolError,
     TransportError,
 )
@@ -105,6 +106,8 @@ class PartyServer:
         self.outbox = Outbox()
         self._upload_locks: dict[str, asyncio.Lock] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.active_sessions: set[str] = set()
+        self.busy = 0  # foreground crypto jobs running (the pool refill waits for 0)
         self.stats: dict[str, Any] = {"role": self.role, "sessions": {}, "errors": 0}
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
@@ -128,7 +131,7 @@ class PartyServer:
                 rpc.service_handler(
                     peer_pb2.DESCRIPTOR.services_by_name["Peer"],
                     PeerService(self),
-                    {"StartSession": peer_only, "Deliver": peer_only, "GetPublicKey": peer_only},
+                    {"StartSession": peer_only, "Deliver": peer_only, "Abort": peer_only, "GetPublicKey": peer_only},
                     self.traffic,
                 )
             ]
@@ -175,6 +178,8 @@ class PartyServer:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self._set_health(False)
+        for session in list(self.active_sessions):
+            await self.abort_peer(session, f"the {self.role} is shutting down")
         if self._server is not None:
             await self._server.stop(grace)
         for t in list(self.tasks):
@@ -219,8 +224,12 @@ class PartyServer:
         return task
 
     async def run_crypto(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run CPU-bound crypto off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        """Run CPU-bound work off the event loop (and keep the idle-time pool refill paused)."""
+        self.busy += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        finally:
+            self.busy -= 1
 
     # -- keys ------------------------------------------------------------------------
     def _set_key(self, pk: PublicKey, share: KeyShare, source: str) -> None:
@@ -235,7 +244,8 @@ class PartyServer:
     def _warm_key(self) -> None:
         assert self.pk is not None
         self.pk.encrypt(0)
-        self.pk.pool.start()
+        # Encryptions of zero for re-randomisation, computed only while no session runs.
+        self.pk.pool.start(idle=lambda: not self.active_sessions and self.busy == 0)
 
     def upload_lock(self, user: str) -> asyncio.Lock:
         """Serialises the stores of one user's uploads (record, then its derived results)."""
@@ -281,10 +291,18 @@ class PartyServer:
         self._set_key(pk, share, "generated jointly with the PSP")
 
     # -- sessions --------------------------------------------------------------------
-    async def start_session(self, protocol: str, start_inputs: Any, local_inputs: dict[str, Any]) -> Any:
-        """Initiate ``protocol`` with the peer: open, ask it to start, play our role."""
+    async def start_session(
+        self, protocol: str, start_inputs: Any, local_inputs: dict[str, Any], timeout: float | None = None
+    ) -> Any:
+        """Initiate ``protocol`` with the peer: open, ask it to start, play our role.
+
+        The whole session must finish within ``timeout`` (default: the configured
+        deadline); when the caller has a deadline of its own, pass what is left of
+        it so that the caller hears *why* it failed rather than its own timeout.
+        """
         spec = get_protocol(protocol)
         session = new_session_id()
+        budget = self.config.deadline_s if timeout is None else max(0.1, min(timeout, self.config.deadline_s))
         ctx = SessionContext(
             protocol=spec,
             transport=self.transport,
@@ -292,25 +310,44 @@ class PartyServer:
             role=self.role,
             peers=PEERS,
             inputs=local_inputs,
-            timeout=self.config.deadline_s,
+            timeout=budget,
         )
         ctx.open()
-        try:
-            await self.peer_stub.call(
-                "StartSession",
-                peer_pb2.SessionStart(session=session, protocol=protocol, inputs=start_inputs.SerializeToString()),
-                timeout=self.config.deadline_s,
-            )
-        except BaseException:
-            ctx.close()
-            raise
+        self.active_sessions.add(session)
         t0 = time.perf_counter()
         try:
-            return await run_role(ctx)
+            async with asyncio.timeout(budget):
+                await self.peer_stub.call(
+                    "StartSession",
+                    peer_pb2.SessionStart(session=session, protocol=protocol, inputs=start_inputs.SerializeToString()),
+                    timeout=budget,
+                )
+                return await run_role(ctx)
+        except TimeoutError as exc:
+            await self.abort_peer(session, f"{protocol} did not finish within {budget:.1f} s")
+            raise TransportError(
+                f"{protocol}: the {self.config.peer_role} is unreachable or did not complete the session within {budget:.1f} s"
+            ) from exc
+        except PeerFailed:
+            raise
+        except BaseException as exc:
+            await self.abort_peer(session, f"{type(exc).__name__}: {exc}")
+            raise
         finally:
+            self.active_sessions.discard(session)
+            ctx.close()
             s = self.stats["sessions"].setdefault(protocol, {"count": 0, "seconds": 0.0})
             s["count"] += 1
             s["seconds"] += time.perf_counter() - t0
+
+    async def abort_peer(self, session: str, reason: str) -> None:
+        """Best effort: tell the peer our side of ``session`` failed, so its side fails now."""
+        try:
+            await self.peer_stub.call(
+                "Abort", peer_pb2.SessionAbort(session=session, reason=reason[:300]), timeout=2.0
+            )
+        except Exception as exc:  # the peer may be the reason we failed
+            log.info("%s: could not tell the %s to abort %s: %s", self.role, self.config.peer_role, session[:8], exc)
 
     def responder_inputs(self, protocol: str, raw: bytes) -> tuple[dict[str, Any], Callable[[Any], None] | None]:
         """Local inputs for our role in a session the peer started, and what to do with the result."""
@@ -348,7 +385,16 @@ class PartyServer:
 
         async def play() -> None:
             t0 = time.perf_counter()
-            result = await run_role(ctx)
+            self.active_sessions.add(req.session)
+            try:
+                result = await run_role(ctx)
+            except PeerFailed:
+                raise
+            except BaseException as exc:
+                await self.abort_peer(req.session, f"{type(exc).__name__}: {exc}")
+                raise
+            finally:
+                self.active_sessions.discard(req.session)
             s = self.stats["sessions"].setdefault(req.protocol, {"count": 0, "seconds": 0.0})
             s["count"] += 1
             s["seconds"] += time.perf_counter() - t0
@@ -356,6 +402,12 @@ class PartyServer:
                 on_result(result)
 
         self._spawn(play(), f"session {req.protocol}/{req.session[:8]}")
+
+
+def _time_left(ctx: Any, margin: float = 1.0) -> float | None:
+    """What is left of the caller's deadline, less a margin to send our answer back."""
+    left = ctx.time_remaining() if ctx is not None else None
+    return None if left is None else max(0.1, left - margin)
 
 
 def _parse(cls: Any, raw: bytes, what: str) -> Any:
@@ -401,6 +453,11 @@ class PeerService:
         if not new:
             log.info("%s: duplicate %s/%s from %s dropped", self.p.role, header.session[:8], header.step, ident.name)
         return peer_pb2.DeliverAck(duplicate=not new)
+
+    async def Abort(self, req: peer_pb2.SessionAbort, ident: PeerIdentity, ctx: Any) -> peer_pb2.SessionAck:
+        if self.p.transport.fail_session(req.session, PeerFailed(f"the {ident.name} aborted: {req.reason}")):
+            log.warning("%s: session %s aborted by the %s: %s", self.p.role, req.session[:8], ident.name, req.reason)
+        return peer_pb2.SessionAck(session=req.session)
 
     async def GetPublicKey(self, req: Any, ident: PeerIdentity, ctx: Any) -> common_pb2.PublicKeyInfo:
         return self.p.public_key_info()
@@ -468,22 +525,29 @@ class UserGatewayService:
             raise EncodingError("kind must be 1..32 characters of a-z, 0-9, _ and -")
         store = self.p.store
         assert store is not None
-        rec = store.get_result(ident.name, req.kind) or store.get_record(ident.name, req.kind)
-        if rec is None:
-            raise NotFound(f"no {req.kind!r} stored for {ident.name!r}")
-        cts = pk.ciphertexts_from_bytes(rec.blob, rec.count)
-        fresh = await self.p.run_crypto(lambda: [pk.rerandomize(c) for c in cts])
+
+        def load() -> tuple[Any, list[Ciphertext]]:
+            rec = store.get_result(ident.name, req.kind) or store.get_record(ident.name, req.kind)
+            if rec is None:
+                raise NotFound(f"no {req.kind!r} stored for {ident.name!r}")
+            stored = pk.ciphertexts_from_bytes(rec.blob, rec.count)
+            return rec, [pk.rerandomize(c) for c in stored]
+
+        rec, fresh = await self.p.run_crypto(load)
         delivery_id = secrets.token_hex(16)
         partials = await self.p.start_session(
             "deliver",
             steps_pb2.DeliverInputs(user_id=ident.name, delivery_id=delivery_id),
             {"pk": pk, "share": share, "ciphertexts": fresh, "run_crypto": self.p.run_crypto},
+            timeout=_time_left(ctx),
         )
-        return user_pb2.FetchReply(
-            delivery_id=delivery_id,
-            ciphertexts=ciphertext_batch(pk, fresh),
-            partials=element_batch(pk.params, partials),
-            version=rec.version,
+        return await self.p.run_crypto(
+            lambda: user_pb2.FetchReply(
+                delivery_id=delivery_id,
+                ciphertexts=ciphertext_batch(pk, fresh),
+                partials=element_batch(pk.params, partials),
+                version=rec.version,
+            )
         )
 
 

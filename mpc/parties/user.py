@@ -95,8 +95,12 @@ class UserClient:
         self.traffic = rpc.TrafficCounter()
         self._sp_channel = rpc.secure_channel(config.sp, config.tls, config.sp_server_name)
         self._psp_channel = rpc.secure_channel(config.psp, config.tls, config.psp_server_name)
-        self.sp = rpc.RawStub(self._sp_channel, user_pb2.DESCRIPTOR.services_by_name["UserGateway"], "sp", self.traffic)
-        self.psp = rpc.RawStub(self._psp_channel, user_pb2.DESCRIPTOR.services_by_name["Delivery"], "psp", self.traffic)
+        self.sp = rpc.RawStub(
+            self._sp_channel, user_pb2.DESCRIPTOR.services_by_name["UserGateway"], "sp", self.traffic, config.sp
+        )
+        self.psp = rpc.RawStub(
+            self._psp_channel, user_pb2.DESCRIPTOR.services_by_name["Delivery"], "psp", self.traffic, config.psp
+        )
         self._pk: PublicKey | None = None
 
     @classmethod
@@ -176,7 +180,10 @@ class UserClient:
     async def fetch(self, kind: str) -> list[int]:
         """Decrypt the stored ``kind`` (a record or a result) for this user only."""
         pk = await self.public_key()
-        reply = await self.sp.call("Fetch", user_pb2.FetchRequest(kind=kind), timeout=self.config.deadline_s)
+        # The SP needs up to its own deadline for the PSP; give it room to tell us why it failed.
+        reply = await self.sp.call(
+            "Fetch", user_pb2.FetchRequest(kind=kind), timeout=2 * self.config.deadline_s + 5.0
+        )
         cts = ciphertexts_from_batch(pk, reply.ciphertexts)
         sp_partials = elements_from_batch(pk.params, reply.partials, "SP partial decryptions")
         got = await self.psp.call(

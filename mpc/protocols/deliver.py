@@ -109,7 +109,7 @@ class PspDeliver:
         start: steps_pb2.DeliverInputs = ctx.inputs["start"]
         run_crypto: RunCrypto = ctx.inputs.get("run_crypto", _inline)
         msg = steps_pb2.DeliverCiphertexts.FromString(await ctx.receive("sp", "ciphertexts"))
-        cts = ciphertexts_from_batch(pk, msg.ciphertexts)
+        cts = await run_crypto(ciphertexts_from_batch, pk, msg.ciphertexts)
         partials = await run_crypto(partials_of, share, cts)
         outbox.put(start.delivery_id, start.user_id, partials)
         await ctx.send("sp", "ready", steps_pb2.DeliverReady(count=len(partials)).SerializeToString())
