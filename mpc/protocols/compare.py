@@ -1,0 +1,547 @@
+"""Protocol "compare": secure comparison [x_k >= y_k] for a batch (DESIGN 3.5).
+
+The SP holds joint-key encryptions of l-bit values x_k and y_k (or of x_k - y_k),
+l <= 64, for k = 1..K. The result bits are either revealed to the PSP
+(``output="psp"``) or returned to the SP encrypted under the joint key
+(``output="encrypted"``), nobody learning them. The maths and the leakage
+statement are in docs/protocols/compare.md; the raw maths in
+:mod:`mpc.comparison`. Steps (one message each, carrying the whole batch):
+
+1. ``masked`` (SP -> PSP): z_k = 2^l + x_k - y_k plus the SP's mask r_k,
+   packed many per ciphertext and re-randomised (:mod:`mpc.comparison.masking`).
+2. ``partials`` (SP -> PSP): the SP's partial decryptions of those. The PSP
+   computes its own meanwhile, combines, and reads c_k = z_k + r_k per slot.
+3. ``bits`` (PSP -> SP): the digit thermometers of c_k mod 2^l encrypted under
+   the PSP's curve key, and that key.
+4. ``terms`` (SP -> PSP): DGK terms comparing them with r_k mod 2^l, blinded
+   and shuffled (:mod:`mpc.comparison.dgk`); for output "psp" also one hint
+   bit per comparison, (r_k bit l) XOR delta_k.
+5. ``result`` (PSP -> SP): the PSP zero-tests the terms and gets
+   lambda_k = [c_k mod 2^l < r_k mod 2^l] XOR delta_k. Output "psp": it
+   computes the result bit (c_k bit l) XOR lambda_k XOR hint_k and sends a
+   count. Output "encrypted": it sends E(u_k), u_k = (c_k bit l) XOR lambda_k,
+   and the SP turns it into E([x_k >= y_k]) = E(u_k XOR (r_k bit l) XOR delta_k).
+
+The step functions below (``sp_masked``, ``psp_masked``, ``sp_partials``,
+``psp_bits``, ``sp_terms``, ``psp_result``, ``sp_finish``) are pure apart
+from their randomness and take and return serialised messages; the roles'
+``run`` only moves those between them. Other protocols reuse the comparison
+inside their own sessions with :func:`compare_batch` and
+:func:`compare_steps`.
+
+SP inputs: ``pk``, ``share``, ``params`` (:class:`CompareParams`), ``diffs`` or
+``xs`` and ``ys`` (lists of joint-key ciphertexts), optional ``pools``
+(:class:`~mpc.comparison.pools.SpPools`), ``run_crypto``, ``rerandomize``.
+PSP inputs: ``pk``, ``share``, ``curve_key`` (its
+:class:`~mpc.elgamal.curve.CurvePrivateKey`), optional ``params`` (checked
+against the SP's), ``pools`` (:class:`~mpc.comparison.pools.PspPools`),
+``run_crypto``. Results: SP, a list of K ciphertexts (output "encrypted") or
+None; PSP, a list of K bits (output "psp") or None.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from mpc.comparison import dgk, ec
+from mpc.comparison.masking import (
+    compare_layout,
+    differences,
+    draw_masks,
+    mask_and_pack,
+    negate_plus_one,
+)
+from mpc.comparison.pools import PspPools, SpPools
+from mpc.elgamal import Ciphertext, KeyShare, PublicKey, combine_many
+from mpc.elgamal.curve import CurvePrivateKey
+from mpc.errors import EncodingError, LayoutError, ParameterError, ProtocolError
+from mpc.packing import DEFAULT_KAPPA, SlotLayout
+from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocols.wire import (
+    ciphertext_batch,
+    ciphertexts_from_batch,
+    element_batch,
+    elements_from_batch,
+)
+from mpc.v1 import common_pb2, compare_pb2
+
+__all__ = [
+    "DEFAULT_DIGIT_BITS",
+    "MAX_MESSAGE_BYTES",
+    "OUTPUT_ENCRYPTED",
+    "OUTPUT_PSP",
+    "Compare",
+    "CompareParams",
+    "PspState",
+    "SpState",
+    "compare_batch",
+    "compare_steps",
+    "psp_bits",
+    "psp_compare",
+    "psp_masked",
+    "psp_result",
+    "sp_compare",
+    "sp_finish",
+    "sp_masked",
+    "sp_partials",
+    "sp_terms",
+]
+
+OUTPUT_PSP = "psp"
+OUTPUT_ENCRYPTED = "encrypted"
+_OUTPUTS = {
+    OUTPUT_PSP: compare_pb2.COMPARE_OUTPUT_PSP,
+    OUTPUT_ENCRYPTED: compare_pb2.COMPARE_OUTPUT_ENCRYPTED,
+}
+_OUTPUT_NAMES = {v: k for k, v in _OUTPUTS.items()}
+
+DEFAULT_DIGIT_BITS = 4
+"""Digit width of the DGK step. At l = 32, 4-bit digits need 9 terms (zero
+tests, and blindings at the SP) per comparison instead of 33 for the bitwise
+protocol, for 120 PSP encryptions instead of 32, all precomputed in idle time;
+see docs/protocols/compare.md and the benchmark for the trade-off."""
+
+MAX_MESSAGE_BYTES = 192 * 1024 * 1024
+"""A batch whose biggest message would exceed this is refused: split it."""
+
+RunCrypto = Callable[..., Awaitable[Any]]
+
+_W = dgk.CIPHERTEXT_BYTES
+
+
+async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def _nonneg_int(v: object, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ParameterError(f"{what} must be a non-negative int, got {v!r}")
+    return v
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompareParams:
+    """One batch: ``count`` comparisons of ``bits``-bit values, and where the result goes."""
+
+    bits: int
+    count: int
+    output: str = OUTPUT_PSP
+    digit_bits: int = DEFAULT_DIGIT_BITS
+    kappa: int = DEFAULT_KAPPA
+    plan: dgk.DigitPlan = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", dgk.DigitPlan.create(self.bits, self.digit_bits))
+        count = _nonneg_int(self.count, "count")
+        if count < 1:
+            raise ParameterError("a comparison batch needs at least one comparison")
+        if self.output not in _OUTPUTS:
+            raise ParameterError(
+                f"output must be {OUTPUT_PSP!r} or {OUTPUT_ENCRYPTED!r}, got {self.output!r}"
+            )
+        kappa = _nonneg_int(self.kappa, "kappa")
+        if not 1 <= kappa <= 256:
+            raise ParameterError(f"kappa must be in [1, 256], got {kappa}")
+        biggest = count * max(self.plan.levels, self.plan.terms) * _W
+        if biggest > MAX_MESSAGE_BYTES:
+            raise ParameterError(
+                f"{count} comparisons would need a {biggest >> 20} MiB message "
+                f"(limit {MAX_MESSAGE_BYTES >> 20} MiB): split the batch"
+            )
+
+    def layout(self, pk: PublicKey) -> SlotLayout:
+        """The slot layout of the masked values under ``pk``'s modulus."""
+        return compare_layout(pk.params, self.bits, self.kappa)
+
+    def to_proto(self) -> compare_pb2.CompareParams:
+        return compare_pb2.CompareParams(
+            bits=self.bits,
+            count=self.count,
+            output=_OUTPUTS[self.output],
+            digit_bits=self.digit_bits,
+            kappa=self.kappa,
+        )
+
+    @classmethod
+    def from_proto(cls, msg: compare_pb2.CompareParams) -> CompareParams:
+        output = _OUTPUT_NAMES.get(msg.output)
+        if output is None:
+            raise EncodingError(f"comparison parameters: unknown output {msg.output}")
+        try:
+            return cls(msg.bits, msg.count, output, msg.digit_bits, msg.kappa)
+        except ParameterError as exc:
+            raise EncodingError(f"comparison parameters: {exc}") from exc
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> CompareParams:
+        return cls.from_proto(_parse(compare_pb2.CompareParams, raw, "comparison parameters"))
+
+
+def _parse(cls: Any, raw: bytes, what: str) -> Any:
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise EncodingError(f"{what}: expected bytes, got {type(raw).__name__}")
+    try:
+        return cls.FromString(bytes(raw))
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise EncodingError(f"malformed {what}: {exc}") from exc
+
+
+def _blob(batch: common_pb2.Batch, count: int, what: str) -> bytes:
+    if batch.width != _W:
+        raise EncodingError(f"{what}: element width {batch.width}, expected {_W}")
+    if batch.count != count:
+        raise EncodingError(f"{what}: {batch.count} elements, expected {count}")
+    if len(batch.blob) != count * _W:
+        raise EncodingError(f"{what}: blob of {len(batch.blob)} bytes, expected {count * _W}")
+    return batch.blob
+
+
+def _pack_bits(bits: Sequence[int]) -> bytes:
+    out = bytearray((len(bits) + 7) // 8)
+    for k, b in enumerate(bits):
+        if b:
+            out[k >> 3] |= 1 << (k & 7)
+    return bytes(out)
+
+
+def _unpack_bits(data: bytes, count: int, what: str) -> list[int]:
+    if len(data) != (count + 7) // 8:
+        raise EncodingError(f"{what}: {len(data)} bytes for {count} bits")
+    if count % 8 and data[-1] >> (count % 8):
+        raise EncodingError(f"{what}: padding bits are not zero")
+    return [(data[k >> 3] >> (k & 7)) & 1 for k in range(count)]
+
+
+# -- the SP's steps ------------------------------------------------------------------------
+
+
+@dataclass
+class SpState:
+    """The SP's secrets for one batch: masks r_k and bits delta_k (never sent)."""
+
+    pk: PublicKey
+    params: CompareParams
+    layout: SlotLayout
+    masks: list[int]
+    deltas: list[int]
+    packed: list[Ciphertext]
+
+    def low(self, k: int) -> int:
+        """r_k mod 2^l."""
+        return self.masks[k] & ((1 << self.params.bits) - 1)
+
+    def top(self, k: int) -> int:
+        """Bit l of r_k."""
+        return (self.masks[k] >> self.params.bits) & 1
+
+
+def sp_masked(
+    pk: PublicKey,
+    params: CompareParams,
+    *,
+    diffs: Sequence[Ciphertext] | None = None,
+    xs: Sequence[Ciphertext] | None = None,
+    ys: Sequence[Ciphertext] | None = None,
+    rerandomize: bool = True,
+) -> tuple[SpState, bytes]:
+    """Step ``masked``: pack E(2^l + x_k - y_k + r_k) and keep the masks.
+
+    Give either ``diffs`` (E(x_k - y_k)) or ``xs`` and ``ys``.
+    """
+    if diffs is None:
+        if xs is None or ys is None:
+            raise ParameterError("give either diffs, or both xs and ys")
+        d = differences(pk, xs, ys)
+    else:
+        if xs is not None or ys is not None:
+            raise ParameterError("give either diffs, or both xs and ys, not both")
+        d = list(diffs)
+        for c in d:
+            if not isinstance(c, Ciphertext) or c.pk != pk:
+                raise ParameterError("every input must be a Ciphertext under the joint key")
+    if len(d) != params.count:
+        raise ParameterError(f"{len(d)} comparisons given, params say {params.count}")
+    layout = params.layout(pk)
+    masks = draw_masks(layout, params.count)
+    deltas = [secrets.randbits(1) for _ in range(params.count)]
+    packed = mask_and_pack(pk, layout, d, params.bits, masks, rerandomize=rerandomize)
+    msg = compare_pb2.CompareMasked(
+        params=params.to_proto(), ciphertexts=ciphertext_batch(pk, packed)
+    )
+    return SpState(pk, params, layout, masks, deltas, packed), msg.SerializeToString()
+
+
+def sp_partials(state: SpState, share: KeyShare) -> bytes:
+    """Step ``partials``: the SP's partial decryptions of the packed ciphertexts."""
+    partials = share.partial_decrypt_many(state.packed)
+    msg = compare_pb2.ComparePartials(partials=element_batch(state.pk.params, partials))
+    return msg.SerializeToString()
+
+
+def sp_terms(state: SpState, payload: bytes, pools: SpPools | None = None) -> bytes:
+    """Step ``terms``: blinded, shuffled DGK terms (and the hint bits for output "psp")."""
+    p = state.params
+    msg = _parse(compare_pb2.CompareBits, payload, "comparison bits")
+    key = bytes(msg.curve_key)
+    ec.parse_compressed(key, "PSP curve key")
+    blob = _blob(msg.ciphertexts, p.count * p.plan.levels, "thermometer ciphertexts")
+    pools = pools if pools is not None else SpPools()
+    lows = [state.low(k) for k in range(p.count)]
+    terms = dgk.blind_terms(p.plan, blob, lows, state.deltas, pools.randomizers(key), pools.dummies)
+    hints = b""
+    if p.output == OUTPUT_PSP:
+        hints = _pack_bits([state.top(k) ^ state.deltas[k] for k in range(p.count)])
+    out = compare_pb2.CompareTerms(
+        terms=common_pb2.Batch(count=p.count * p.plan.terms, width=_W, blob=terms), hints=hints
+    )
+    return out.SerializeToString()
+
+
+def sp_finish(
+    state: SpState, payload: bytes, *, rerandomize: bool = False
+) -> list[Ciphertext] | None:
+    """Step ``result`` at the SP: E([x_k >= y_k]) for output "encrypted", None otherwise.
+
+    E(u_k) from the PSP becomes E(u_k XOR v_k), v_k = (r_k bit l) XOR delta_k:
+    E(u_k) itself if v_k = 0, E(1 - u_k) if v_k = 1. The PSP chose the
+    randomness of E(u_k); pass ``rerandomize`` (or re-randomise before showing
+    the results to the PSP, as every protocol does) to make them unlinkable.
+    """
+    p = state.params
+    msg = _parse(compare_pb2.CompareResult, payload, "comparison result")
+    if msg.count != p.count:
+        raise ProtocolError(f"PSP reports {msg.count} comparisons, expected {p.count}")
+    if p.output == OUTPUT_PSP:
+        if msg.ciphertexts.count or msg.ciphertexts.blob:
+            raise EncodingError("comparison result: output 'psp' carries no ciphertexts")
+        return None
+    batch = msg.ciphertexts
+    if batch.count != p.count:
+        raise EncodingError(f"comparison result: {batch.count} ciphertexts, expected {p.count}")
+    us = ciphertexts_from_batch(state.pk, batch, "comparison result")
+    flip = [k for k in range(p.count) if state.top(k) ^ state.deltas[k]]
+    out = list(us)
+    for k, ct in zip(flip, negate_plus_one(state.pk, [us[k] for k in flip]), strict=True):
+        out[k] = ct
+    if rerandomize:
+        out = [state.pk.rerandomize(c) for c in out]
+    return out
+
+
+# -- the PSP's steps -----------------------------------------------------------------------
+
+
+@dataclass
+class PspState:
+    """The PSP's view of one batch: the packed ciphertexts, then the values c_k = z_k + r_k."""
+
+    pk: PublicKey
+    params: CompareParams
+    layout: SlotLayout
+    packed: list[Ciphertext]
+    own_partials: list[int]
+    values: list[int] = field(default_factory=list)
+
+    def top(self, k: int) -> int:
+        """Bit l of c_k."""
+        return (self.values[k] >> self.params.bits) & 1
+
+
+def psp_masked(
+    pk: PublicKey, share: KeyShare, payload: bytes, params: CompareParams | None = None
+) -> PspState:
+    """Step ``masked`` at the PSP: check the batch and compute its own partial decryptions."""
+    msg = _parse(compare_pb2.CompareMasked, payload, "masked comparison values")
+    if not msg.HasField("params"):
+        raise EncodingError("masked comparison values: parameters missing")
+    theirs = CompareParams.from_proto(msg.params)
+    if params is not None and theirs != params:
+        raise ProtocolError(f"the SP runs {theirs}, this PSP was started for {params}")
+    layout = theirs.layout(pk)
+    need = layout.count_plaintexts(theirs.count)
+    if msg.ciphertexts.count != need:
+        raise EncodingError(
+            f"masked comparison values: {msg.ciphertexts.count} ciphertexts, expected {need}"
+        )
+    packed = ciphertexts_from_batch(pk, msg.ciphertexts, "masked comparison values")
+    return PspState(pk, theirs, layout, packed, share.partial_decrypt_many(packed))
+
+
+def psp_bits(state: PspState, payload: bytes, pools: PspPools) -> bytes:
+    """Step ``bits``: decrypt c_k, encrypt the digit thermometers of c_k mod 2^l."""
+    p = state.params
+    msg = _parse(compare_pb2.ComparePartials, payload, "SP partial decryptions")
+    if msg.partials.count != len(state.packed):
+        raise EncodingError(
+            f"SP partial decryptions: {msg.partials.count}, expected {len(state.packed)}"
+        )
+    theirs = elements_from_batch(state.pk.params, msg.partials, "SP partial decryptions")
+    plain = combine_many(state.packed, [theirs, state.own_partials])
+    try:
+        state.values = state.layout.unpack_many(plain, p.count)
+    except LayoutError as exc:
+        raise ProtocolError(f"a decrypted comparison slot is out of range: {exc}") from exc
+    low = (1 << p.bits) - 1
+    blob = dgk.encrypt_thermometers(p.plan, [v & low for v in state.values], pools.bits)
+    out = compare_pb2.CompareBits(
+        curve_key=pools.key.public_key.to_bytes(),
+        ciphertexts=common_pb2.Batch(count=p.count * p.plan.levels, width=_W, blob=blob),
+    )
+    return out.SerializeToString()
+
+
+def psp_result(
+    state: PspState, payload: bytes, key: CurvePrivateKey
+) -> tuple[bytes, list[int] | None]:
+    """Step ``result``: zero tests; the result bits (output "psp") or E(u_k) for the SP."""
+    p = state.params
+    msg = _parse(compare_pb2.CompareTerms, payload, "comparison terms")
+    blob = _blob(msg.terms, p.count * p.plan.terms, "comparison terms")
+    if p.output == OUTPUT_PSP:
+        hints = _unpack_bits(bytes(msg.hints), p.count, "comparison hints")
+    elif msg.hints:
+        raise EncodingError("comparison terms: output 'encrypted' carries no hints")
+    lam = dgk.lambdas(dgk.zero_counts(p.plan, blob, p.count, key))
+    us = [state.top(k) ^ lam[k] for k in range(p.count)]
+    if p.output == OUTPUT_PSP:
+        bits = [u ^ h for u, h in zip(us, hints, strict=True)]
+        return compare_pb2.CompareResult(count=p.count).SerializeToString(), bits
+    cts = [state.pk.encrypt_from_pool(u) for u in us]
+    out = compare_pb2.CompareResult(count=p.count, ciphertexts=ciphertext_batch(state.pk, cts))
+    return out.SerializeToString(), None
+
+
+# -- roles and reuse -------------------------------------------------------------------------
+
+_STEP_NAMES = ("masked", "partials", "bits", "terms", "result")
+_SENDERS = {"masked": "sp", "partials": "sp", "bits": "psp", "terms": "sp", "result": "psp"}
+
+
+def compare_steps(prefix: str = "") -> tuple[Step, ...]:
+    """The comparison's steps, named ``prefix + name``: include them in a protocol that
+    runs comparisons inside its own sessions (with :func:`compare_batch`)."""
+    return tuple(
+        Step(prefix + s, _SENDERS[s], "psp" if _SENDERS[s] == "sp" else "sp") for s in _STEP_NAMES
+    )
+
+
+async def sp_compare(
+    ctx: SessionContext,
+    *,
+    pk: PublicKey,
+    share: KeyShare,
+    params: CompareParams,
+    diffs: Sequence[Ciphertext] | None = None,
+    xs: Sequence[Ciphertext] | None = None,
+    ys: Sequence[Ciphertext] | None = None,
+    pools: SpPools | None = None,
+    run_crypto: RunCrypto | None = None,
+    rerandomize: bool = True,
+    prefix: str = "",
+    **_: Any,
+) -> list[Ciphertext] | None:
+    """The SP's side of one batch inside ``ctx`` (steps named with ``prefix``)."""
+    rc = run_crypto or _inline
+    state, masked = await rc(
+        functools.partial(sp_masked, pk, params, diffs=diffs, xs=xs, ys=ys, rerandomize=rerandomize)
+    )
+    await ctx.send("psp", prefix + "masked", masked)
+    await ctx.send("psp", prefix + "partials", await rc(sp_partials, state, share))
+    bits = await ctx.receive("psp", prefix + "bits")
+    await ctx.send("psp", prefix + "terms", await rc(sp_terms, state, bits, pools))
+    result = await ctx.receive("psp", prefix + "result")
+    return await rc(sp_finish, state, result)  # type: ignore[no-any-return]
+
+
+async def psp_compare(
+    ctx: SessionContext,
+    *,
+    pk: PublicKey,
+    share: KeyShare,
+    curve_key: CurvePrivateKey,
+    params: CompareParams | None = None,
+    pools: PspPools | None = None,
+    run_crypto: RunCrypto | None = None,
+    prefix: str = "",
+    **_: Any,
+) -> list[int] | None:
+    """The PSP's side of one batch inside ``ctx`` (steps named with ``prefix``)."""
+    rc = run_crypto or _inline
+    if pools is None:
+        pools = PspPools(curve_key)
+    elif pools.key.to_bytes() != curve_key.to_bytes():
+        raise ParameterError("the PSP's pools belong to another curve key")
+    masked = await ctx.receive("sp", prefix + "masked")
+    state = await rc(psp_masked, pk, share, masked, params)
+    partials = await ctx.receive("sp", prefix + "partials")
+    await ctx.send("sp", prefix + "bits", await rc(psp_bits, state, partials, pools))
+    terms = await ctx.receive("sp", prefix + "terms")
+    result, bits = await rc(psp_result, state, terms, curve_key)
+    await ctx.send("sp", prefix + "result", result)
+    return bits  # type: ignore[no-any-return]
+
+
+async def compare_batch(ctx: SessionContext, **inputs: Any) -> list[Ciphertext] | list[int] | None:
+    """Run one comparison batch as this party's role (``ctx.role``: "sp" or "psp").
+
+    ``inputs`` are the role's inputs (see the module docstring) and may include
+    ``prefix``, the prefix of the steps in ``ctx.protocol``
+    (see :func:`compare_steps`).
+    """
+    if ctx.role == "sp":
+        return await sp_compare(ctx, **inputs)
+    if ctx.role == "psp":
+        return await psp_compare(ctx, **inputs)
+    raise ProtocolError(f"the comparison has roles 'sp' and 'psp', not {ctx.role!r}")
+
+
+class SpCompare:
+    async def run(self, ctx: SessionContext) -> object:
+        return await sp_compare(ctx, **ctx.inputs)
+
+
+class PspCompare:
+    async def run(self, ctx: SessionContext) -> object:
+        return await psp_compare(ctx, **ctx.inputs)
+
+
+@register_protocol
+class Compare(ProtocolSpec):
+    name = "compare"
+    roles = ("sp", "psp")
+    steps = compare_steps()
+    role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpCompare, "psp": PspCompare}
+
+    @classmethod
+    def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
+        """The PSP's inputs when the SP starts a session; ``raw`` is a CompareParams.
+
+        The PSP's curve key and pools live on the party as ``curve_key`` and
+        ``compare_pools``; a party without them gets a fresh key (kept for its
+        lifetime) and empty pools.
+        """
+        pk, share = party.require_key()
+        params = CompareParams.from_bytes(raw)
+        key = getattr(party, "curve_key", None)
+        if key is None:
+            key = CurvePrivateKey.generate()
+            party.curve_key = key
+        pools = getattr(party, "compare_pools", None)
+        if pools is None or pools.key.to_bytes() != key.to_bytes():
+            pools = PspPools(key)
+            party.compare_pools = pools
+        return {
+            "pk": pk,
+            "share": share,
+            "curve_key": key,
+            "params": params,
+            "pools": pools,
+            "run_crypto": party.run_crypto,
+        }
