@@ -1,0 +1,116 @@
+"""The private recommender's steps against the plaintext oracle: exact equality."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from crm.recommender.data import build_ratings
+from crm.recommender.plain import PlainParams, Recommender, aggregate, dense_items, dense_vectors
+from crm.recommender.private import (
+    RecLayout,
+    UserRecord,
+    block_products,
+    build_blocks,
+    decode_aggregate,
+    finish_similarities,
+    mask_selection,
+    mask_target,
+    rating_products,
+    unmask_selection,
+    unmask_target,
+    user_plaintexts,
+)
+from mpc.elgamal import combine, local_joint_keys, params_for
+from mpc.errors import LayoutError, ParameterError
+
+P = params_for(1024)
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return local_joint_keys(P)
+
+
+def decrypt(shares, c):
+    return combine(c, [s.partial_decrypt(c) for s in shares])
+
+
+def small_ratings(seed: int, users: int = 23, items: int = 17):
+    rng = random.Random(seed)
+    triples = []
+    for u in range(users):
+        for i in range(items):
+            if i < 4 or rng.random() < 0.4:  # the first items are dense
+                triples.append((f"u{u:02d}", f"i{i:02d}", rng.randint(0, 5)))
+    return build_ratings(triples, scale=(0, 5))
+
+
+@pytest.fixture(scope="module")
+def world(keys):
+    pk, _ = keys
+    r = small_ratings(7)
+    dense, shift = 4, 8
+    items = dense_items(r, dense)
+    vectors = dense_vectors(r, items, shift)
+    layout = RecLayout(P, len(r.users), len(r.items), dense, shift, r.levels, max_neighbours=len(r.users) - 1)
+    records = []
+    for u in range(len(r.users)):
+        plains = user_plaintexts(layout, u, [int(x) for x in vectors[u]], [int(x) for x in r.d[u]])
+        records.append(UserRecord.split(layout, [pk.encrypt(m) for m in plains]))
+    return {"r": r, "items": items, "vectors": vectors, "layout": layout, "records": records}
+
+
+def test_layout_is_refused_when_it_cannot_fit() -> None:
+    with pytest.raises(LayoutError):
+        RecLayout(P, 10, 10, dense=40, shift=8, levels=5, max_neighbours=9)  # 40 target slots x 50 bits
+    with pytest.raises(ParameterError):
+        RecLayout(P, 0, 10, dense=4, shift=8, levels=5, max_neighbours=1)
+
+
+def test_similarities_equal_the_oracle(keys, world) -> None:
+    pk, shares = keys
+    layout, records, vectors = world["layout"], world["records"], world["vectors"]
+    blocks = build_blocks(layout, records)
+    assert layout.n_blocks >= 2  # the example spans several blocks
+    for a in (0, 5, len(records) - 1):
+        masked, r = mask_target(layout, records[a].target)
+        z = unmask_target(layout, decrypt(shares, masked))
+        assert z != [int(v) for v in vectors[a]]  # the PSP sees masked values only
+        psp = block_products(pk, blocks, z)
+        sp = block_products(pk, blocks, r)
+        sims_ct = finish_similarities(psp, sp)
+        sims = []
+        for c in sims_ct:
+            x = decrypt(shares, c)
+            w = layout.sim_slot_bits
+            sims += [(x >> (w * k)) & ((1 << w) - 1) for k in range(layout.users_per_block)]
+        expect = [int(x) for x in vectors @ vectors[a]]
+        assert sims[: len(records)] == expect
+
+
+def test_aggregate_equals_the_oracle(keys, world) -> None:
+    pk, shares = keys
+    r, layout, records = world["r"], world["layout"], world["records"]
+    rng = random.Random(3)
+    chosen = sorted(rng.sample(range(len(records)), 6))
+    bits = [pk.encrypt(1 if u in chosen else 0) for u in range(len(records))]
+    packed, rho = mask_selection(layout, bits)
+    z = unmask_selection(layout, [decrypt(shares, c) for c in packed], len(records))
+    assert all(zz >= rr for zz, rr in zip(z, rho, strict=True))
+    assert [zz - rr for zz, rr in zip(z, rho, strict=True)] == [int(u in chosen) for u in range(len(records))]
+    ratings = [rec.ratings for rec in records]
+    psp = rating_products(pk, ratings, z)
+    sp = rating_products(pk, ratings, rho)
+    result = [a - b for a, b in zip(psp, sp, strict=True)]
+    sums, counts = decode_aggregate(layout, [decrypt(shares, c) for c in result])
+    exp_sums, exp_counts = aggregate(r, chosen)
+    assert sums == [int(x) for x in exp_sums]
+    assert counts == [int(x) for x in exp_counts]
+
+
+def test_oracle_parameters_match(world) -> None:
+    r = world["r"]
+    rec = Recommender(r, PlainParams(dense=4, shift=8, threshold=0))
+    assert rec.recommend(r.users[0]).neighbours  # sanity: threshold 0 selects everyone else
