@@ -114,3 +114,38 @@ def test_oracle_parameters_match(world) -> None:
     r = world["r"]
     rec = Recommender(r, PlainParams(dense=4, shift=8, threshold=0))
     assert rec.recommend(r.users[0]).neighbours  # sanity: threshold 0 selects everyone else
+
+
+async def test_threshold_recommendation_end_to_end_in_memory(keys, world) -> None:
+    """The whole protocol over the in-memory transport: exact equality with the oracle."""
+    import crm.recommender.protocol  # noqa: F401  (registers "recommend")
+    from crm.recommender.plain import rank
+    from crm.recommender.private import build_blocks
+    from mpc.elgamal.curve import CurvePrivateKey
+    from mpc.protocol import run_local
+
+    pk, shares = keys
+    r, layout, records, vectors = world["r"], world["layout"], world["records"], world["vectors"]
+    blocks = build_blocks(layout, records)
+    a = 3
+    sims = [int(x) for x in vectors @ vectors[a]]
+    delta = sorted(sims)[len(sims) // 2]  # about half the users are neighbours, ties included
+    oracle = Recommender(r, PlainParams(dense=4, shift=8, threshold=delta, k=0)).recommend(r.users[a])
+    out = await run_local(
+        "recommend",
+        {
+            "sp": {"layout": layout, "pk": pk, "share": shares[0], "records": records, "blocks": blocks,
+                   "target": a, "delta": delta},
+            "psp": {"layout": layout, "pk": pk, "share": shares[1], "records": records, "blocks": blocks,
+                    "curve_key": CurvePrivateKey.generate()},
+        },
+        timeout=60,
+    )
+    sums, counts = decode_aggregate(layout, [decrypt(shares, c) for c in out["sp"]])
+    assert sums == [int(x) for x in oracle.sums]
+    assert counts == [int(x) for x in oracle.counts]
+    import numpy as np
+
+    ranked = rank(r, a, np.array(sums), np.array(counts), 0)
+    assert [x.to_dict() for x in ranked] == [x.to_dict() for x in oracle.recommendations]
+    assert out["psp"] is None

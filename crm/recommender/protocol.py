@@ -1,0 +1,243 @@
+"""Protocol "recommend": one target user's private recommendations, threshold mode.
+
+Steps (see ``crm.recommender.private`` for the maths and
+docs/protocols/recommend.md for the leakage statement):
+
+1. ``target`` (SP -> PSP): A's packed dense vector plus per-slot masks, with
+   the SP's partial decryption; the PSP reads z = v_A + r.
+2. ``sims`` (PSP -> SP): sum_j z_j P_{b,j} per block of users, computed on the
+   PSP's own copy and re-randomised; the SP subtracts sum_j r_j P_{b,j} and
+   holds E(sim(A, B)) packed per block.
+3. ``cmp-*``: the secure comparison (``mpc.protocols.compare``) of every
+   sim(A, B) with delta, its first step fed directly with the packed
+   similarities; output: E([sim(A, B) >= delta]) at the SP, nobody learns it.
+4. ``selection`` (SP -> PSP): E(b_B + rho_B), packed, with the SP's partials
+   (A's own bit replaced by an encryption of 0); the PSP reads z_B.
+5. ``aggregate`` (PSP -> SP): sum_B z_B D_B on the PSP's copy, re-randomised;
+   the SP subtracts sum_B rho_B D_B: E(per-item sums and counts) for A, which
+   only A decrypts (protocol "deliver").
+
+SP inputs: ``layout``, ``pk``, ``share``, ``records`` (every user's
+:class:`UserRecord`, user order), ``blocks`` (``build_blocks``), ``target``
+(A's position), ``delta``, optional ``run_crypto``, ``compare_pools``.
+PSP inputs: ``layout``, ``pk``, ``share``, ``records``, ``blocks``,
+``curve_key``, optional ``compare_pools``, ``run_crypto``.
+SP result: the aggregate ciphertexts; PSP result: None.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar
+
+from crm.recommender.private import (
+    RecLayout,
+    UserRecord,
+    block_products,
+    finish_similarities,
+    mask_selection,
+    mask_target,
+    rating_products,
+    unmask_selection,
+    unmask_target,
+)
+from mpc.comparison.masking import draw_masks
+from mpc.comparison.pools import PspPools
+from mpc.elgamal import Ciphertext, KeyShare, PublicKey, combine_many
+from mpc.errors import EncodingError, LayoutError, ParameterError
+from mpc.packing import pack_bits, pack_masks
+from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocols import compare
+from mpc.protocols.wire import ciphertext_batch, ciphertexts_from_batch, element_batch, elements_from_batch
+from mpc.v1 import compare_pb2, recommend_pb2
+
+RunCrypto = Callable[..., Awaitable[Any]]
+CMP = "cmp-"
+
+
+async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def compare_params(layout: RecLayout) -> compare.CompareParams:
+    """The comparison of every user's similarity with delta: l = sim_bits, encrypted output."""
+    return compare.CompareParams(
+        layout.sim_bits, layout.n_users, compare.OUTPUT_ENCRYPTED, kappa=layout.kappa
+    )
+
+
+def check_compare_layout(layout: RecLayout, pk: PublicKey) -> None:
+    """The similarity blocks must be exactly the comparison's packed layout."""
+    cl = compare_params(layout).layout(pk)
+    if cl.slot_bits != layout.sim_slot_bits or cl.capacity != layout.users_per_block:
+        raise LayoutError(
+            f"similarity blocks ({layout.users_per_block} x {layout.sim_slot_bits} bits) do not match "
+            f"the comparison layout ({cl.capacity} x {cl.slot_bits} bits)"
+        )
+
+
+# -- pure steps --------------------------------------------------------------------------------
+def masked_message(pk: PublicKey, share: KeyShare, cts: Sequence[Ciphertext]) -> bytes:
+    """Ciphertexts to open to the PSP, with the SP's partial decryptions."""
+    partials = share.partial_decrypt_many(cts)
+    return recommend_pb2.MaskedBatch(
+        ciphertexts=ciphertext_batch(pk, cts), partials=element_batch(pk.params, partials)
+    ).SerializeToString()
+
+
+def open_masked(pk: PublicKey, share: KeyShare, data: bytes, count: int, what: str) -> list[int]:
+    """PSP: decrypt a MaskedBatch with its own partials."""
+    msg = _parse(recommend_pb2.MaskedBatch, data, what)
+    cts = ciphertexts_from_batch(pk, msg.ciphertexts, what)
+    theirs = elements_from_batch(pk.params, msg.partials, what)
+    if len(cts) != count or len(theirs) != count:
+        raise EncodingError(f"{what}: {len(cts)} ciphertexts and {len(theirs)} partials, expected {count}")
+    return combine_many(cts, [theirs, share.partial_decrypt_many(cts)])
+
+
+def batch_message(pk: PublicKey, cts: Sequence[Ciphertext]) -> bytes:
+    return recommend_pb2.CiphertextBatch(ciphertexts=ciphertext_batch(pk, cts)).SerializeToString()
+
+
+def read_batch(pk: PublicKey, data: bytes, count: int, what: str) -> list[Ciphertext]:
+    msg = _parse(recommend_pb2.CiphertextBatch, data, what)
+    cts = ciphertexts_from_batch(pk, msg.ciphertexts, what)
+    if len(cts) != count:
+        raise EncodingError(f"{what}: {len(cts)} ciphertexts, expected {count}")
+    return cts
+
+
+def sp_masked_sims(
+    layout: RecLayout, pk: PublicKey, params: compare.CompareParams, sims: Sequence[Ciphertext], delta: int
+) -> tuple[compare.SpState, bytes]:
+    """The comparison's first step fed with packed similarities: slot k gets 2^l - delta + r_k.
+
+    Equivalent to ``compare.sp_masked`` with diffs E(sim_B - delta), without
+    unpacking: the blocks already have the comparison's slot layout.
+    """
+    if not 0 <= delta < 1 << layout.sim_bits:
+        raise ParameterError(f"delta must be in [0, 2^{layout.sim_bits})")
+    cl = params.layout(pk)
+    masks = draw_masks(cl, params.count)
+    deltas = [secrets.randbits(1) for _ in range(params.count)]
+    packed = []
+    k = cl.capacity
+    for b, ct in enumerate(sims):
+        n = min(k, params.count - b * k)
+        offset = pack_bits([(1 << params.bits) - delta] * n, cl.slot_bits)
+        offset += pack_masks(cl, masks[b * k : b * k + n])
+        packed.append(pk.rerandomize(ct.add_plain(offset)))
+    msg = compare_pb2.CompareMasked(params=params.to_proto(), ciphertexts=ciphertext_batch(pk, packed))
+    return compare.SpState(pk, params, cl, masks, deltas, packed), msg.SerializeToString()
+
+
+def selection_bits(pk: PublicKey, results: Sequence[Ciphertext], target: int) -> list[Ciphertext]:
+    """E(b_B) for every user; A is never its own neighbour (an encryption of 0 in its place)."""
+    out = list(results)
+    out[target] = pk.encrypt_from_pool(0)
+    return out
+
+
+def _parse(cls: Any, data: bytes, what: str) -> Any:
+    try:
+        return cls.FromString(bytes(data))
+    except Exception as exc:
+        raise EncodingError(f"malformed {what}: {exc}") from exc
+
+
+# -- roles ---------------------------------------------------------------------------------------
+class SpRecommend:
+    async def run(self, ctx: SessionContext) -> object:
+        i = ctx.inputs
+        layout: RecLayout = i["layout"]
+        pk: PublicKey = i["pk"]
+        share: KeyShare = i["share"]
+        records: list[UserRecord] = i["records"]
+        blocks: list[list[Ciphertext]] = i["blocks"]
+        a: int = i["target"]
+        rc: RunCrypto = i.get("run_crypto") or _inline
+        check_compare_layout(layout, pk)
+        if not 0 <= a < layout.n_users:
+            raise ParameterError(f"target position {a} outside 0..{layout.n_users - 1}")
+
+        # 1-2. similarities
+        masked, r = await rc(mask_target, layout, records[a].target)
+        await ctx.send("psp", "target", await rc(masked_message, pk, share, [masked]))
+        own = await rc(block_products, pk, blocks, r)
+        psp = await rc(read_batch, pk, await ctx.receive("psp", "sims"), len(blocks), "similarity blocks")
+        sims = await rc(finish_similarities, psp, own)
+
+        # 3. comparison with delta, output encrypted
+        params = compare_params(layout)
+        state, first = await rc(sp_masked_sims, layout, pk, params, sims, i["delta"])
+        await ctx.send("psp", CMP + "masked", first)
+        await ctx.send("psp", CMP + "partials", await rc(compare.sp_partials, state, share))
+        bits = await ctx.receive("psp", CMP + "bits")
+        await ctx.send("psp", CMP + "terms", await rc(compare.sp_terms, state, bits, i.get("compare_pools")))
+        results = await rc(compare.sp_finish, state, await ctx.receive("psp", CMP + "result"))
+
+        # 4-5. aggregation over the selected users
+        chosen = await rc(selection_bits, pk, results, a)
+        packed, rho = await rc(mask_selection, layout, chosen)
+        await ctx.send("psp", "selection", await rc(masked_message, pk, share, packed))
+        ratings = [rec.ratings for rec in records]
+        own_agg = await rc(rating_products, pk, ratings, rho)
+        psp_agg = await rc(
+            read_batch, pk, await ctx.receive("psp", "aggregate"), layout.n_rating_ciphertexts, "aggregate"
+        )
+        return [x - y for x, y in zip(psp_agg, own_agg, strict=True)]
+
+
+class PspRecommend:
+    async def run(self, ctx: SessionContext) -> object:
+        i = ctx.inputs
+        layout: RecLayout = i["layout"]
+        pk: PublicKey = i["pk"]
+        share: KeyShare = i["share"]
+        records: list[UserRecord] = i["records"]
+        blocks: list[list[Ciphertext]] = i["blocks"]
+        rc: RunCrypto = i.get("run_crypto") or _inline
+        check_compare_layout(layout, pk)
+
+        target = await ctx.receive("sp", "target")
+        (z_packed,) = await rc(open_masked, pk, share, target, 1, "masked target")
+        z = unmask_target(layout, z_packed)
+        mine = await rc(block_products, pk, blocks, z)
+        await ctx.send("sp", "sims", await rc(batch_message, pk, [pk.rerandomize(c) for c in mine]))
+
+        await compare.psp_compare(
+            ctx,
+            pk=pk,
+            share=share,
+            curve_key=i["curve_key"],
+            params=compare_params(layout),
+            pools=i.get("compare_pools") or PspPools(i["curve_key"]),
+            run_crypto=rc,
+            prefix=CMP,
+        )
+
+        sel_layout = layout.selection_layout
+        n_packed = -(-layout.n_users // sel_layout.slots)
+        plains = await rc(open_masked, pk, share, await ctx.receive("sp", "selection"), n_packed, "selection")
+        zs = unmask_selection(layout, plains, layout.n_users)
+        ratings = [rec.ratings for rec in records]
+        agg = await rc(rating_products, pk, ratings, zs)
+        await ctx.send("sp", "aggregate", await rc(batch_message, pk, [pk.rerandomize(c) for c in agg]))
+        return None
+
+
+@register_protocol
+class Recommend(ProtocolSpec):
+    name = "recommend"
+    roles = ("sp", "psp")
+    steps = (
+        Step("target", "sp", "psp"),
+        Step("sims", "psp", "sp"),
+        *compare.compare_steps(CMP),
+        Step("selection", "sp", "psp"),
+        Step("aggregate", "psp", "sp"),
+    )
+    role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpRecommend, "psp": PspRecommend}
+
+
