@@ -49,7 +49,12 @@ from mpc.errors import EncodingError, LayoutError, ParameterError
 from mpc.packing import pack_bits, pack_masks
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols import compare
-from mpc.protocols.wire import ciphertext_batch, ciphertexts_from_batch, element_batch, elements_from_batch
+from mpc.protocols.wire import (
+    ciphertext_batch,
+    ciphertexts_from_batch,
+    element_batch,
+    elements_from_batch,
+)
 from mpc.v1 import compare_pb2, recommend_pb2
 
 RunCrypto = Callable[..., Awaitable[Any]]
