@@ -1,0 +1,677 @@
+"""Secure comparison (mpc/comparison, protocol "compare"), against plaintext, with 1024-bit keys."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mpc.protocols.compare as cmp  # registers "compare"
+from mpc.comparison import dgk, ec
+from mpc.comparison.masking import batch_invert, differences, negate_plus_one
+from mpc.comparison.pools import PspPools, SpPools
+from mpc.elgamal import Ciphertext, KeyShare, PublicKey, combine, local_joint_keys, params_for
+from mpc.elgamal.curve import CurvePrivateKey
+from mpc.errors import DecryptionError, EncodingError, ParameterError, ProtocolError
+from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, get_protocol, run_local
+from mpc.v1 import common_pb2, compare_pb2
+
+P = params_for(1024)
+FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+_KEYS = local_joint_keys(P)
+PK, SP_SHARE, PSP_SHARE = _KEYS[0], _KEYS[1][0], _KEYS[1][1]
+CURVE = CurvePrivateKey.generate()
+
+
+def decrypt(ct: Ciphertext) -> int:
+    return combine(ct, [SP_SHARE.partial_decrypt(ct), PSP_SHARE.partial_decrypt(ct)])
+
+
+def plain(xs: list[int], ys: list[int]) -> list[int]:
+    return [int(x >= y) for x, y in zip(xs, ys, strict=True)]
+
+
+@st.composite
+def batches(
+    draw: Any, bits: int, min_size: int = 1, max_size: int = 40
+) -> tuple[list[int], list[int]]:
+    """Pairs of l-bit values with many equal pairs and the edges 0 and 2^l - 1 on both sides."""
+    top = (1 << bits) - 1
+    value = st.one_of(
+        st.sampled_from([0, top, 1 % (top + 1), top - 1 if top else 0]), st.integers(0, top)
+    )
+    pairs = draw(
+        st.lists(
+            st.one_of(
+                st.tuples(value, value),
+                value.map(lambda v: (v, v)),  # equal
+            ),
+            min_size=min_size,
+            max_size=max_size,
+        )
+    )
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def run(protocol: str, inputs: dict[str, dict[str, Any]]) -> dict[str, object]:
+    return asyncio.run(run_local(protocol, inputs, timeout=60.0))
+
+
+def compare_inputs(
+    params: cmp.CompareParams, xs: list[int], ys: list[int], **sp: Any
+) -> dict[str, dict[str, Any]]:
+    return {
+        "sp": {
+            "pk": PK,
+            "share": SP_SHARE,
+            "params": params,
+            "xs": [PK.encrypt(v) for v in xs],
+            "ys": [PK.encrypt(v) for v in ys],
+            **sp,
+        },
+        "psp": {"pk": PK, "share": PSP_SHARE, "curve_key": CURVE, "params": params},
+    }
+
+
+# -- the DGK terms in the clear ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bits", "beta", "widths", "levels"),
+    [
+        (1, 1, (1,), 1),
+        (1, 4, (1,), 1),
+        (8, 3, (3, 3, 2), 17),
+        (32, 4, (4,) * 8, 120),
+        (64, 2, (2,) * 32, 96),
+        (64, 8, (8,) * 8, 2040),
+    ],
+)
+def test_digit_plans(bits: int, beta: int, widths: tuple[int, ...], levels: int) -> None:
+    plan = dgk.DigitPlan.create(bits, beta)
+    assert plan.widths == widths and plan.levels == levels and plan.terms == len(widths) + 1
+    v = (1 << bits) - 1
+    assert sum(plan.thermometer(v)) == sum((1 << w) - 1 for w in widths)
+    assert sum(plan.thermometer(0)) == 0
+
+
+@pytest.mark.parametrize("bad", [(0, 1), (65, 1), (8, 0), (8, 9), (True, 1), (8.0, 1)])
+def test_digit_plan_refuses_bad_sizes(bad: tuple[Any, Any]) -> None:
+    with pytest.raises(ParameterError):
+        dgk.DigitPlan.create(*bad)
+
+
+@pytest.mark.parametrize("beta", [1, 2, 3, 4])
+def test_terms_exhaustively_one_zero_iff_the_relation(beta: int) -> None:
+    """For all a, b < 2^l (l <= 5) and both delta: exactly one zero term iff [a < b] XOR delta."""
+    for bits in range(1, 6):
+        plan = dgk.DigitPlan.create(bits, beta)
+        for a in range(1 << bits):
+            th = plan.thermometer(a)
+            for b in range(1 << bits):
+                for delta in (0, 1):
+                    values = [dgk.evaluate(f, th) for f in plan.forms(b, delta) if f is not None]
+                    assert all(0 <= v <= plan.terms for v in values)
+                    assert values.count(0) == (int(a < b) ^ delta), (bits, beta, a, b, delta)
+
+
+@FAST
+@given(
+    bits=st.sampled_from([8, 32, 64]),
+    beta=st.integers(1, 5),
+    data=st.data(),
+)
+def test_terms_on_random_values(bits: int, beta: int, data: st.DataObject) -> None:
+    plan = dgk.DigitPlan.create(bits, beta)
+    a_s, b_s = data.draw(batches(bits, 5, 20))
+    for a, b in zip(a_s, b_s, strict=True):
+        for delta in (0, 1):
+            forms = plan.forms(b, delta)
+            values = [dgk.evaluate(f, plan.thermometer(a)) for f in forms if f is not None]
+            assert values.count(0) == (int(a < b) ^ delta)
+            if delta == 0:
+                assert forms[-1] is None  # the equality term's place holds a dummy
+
+
+# -- the DGK terms under encryption -----------------------------------------------------------
+
+
+def test_encrypted_terms_zero_iff_relation_and_blinded() -> None:
+    bits, beta = 8, 2
+    plan = dgk.DigitPlan.create(bits, beta)
+    a_s = [0, 255, 7, 7, 200, 13, 0, 255]
+    b_s = [0, 255, 7, 8, 199, 250, 255, 0]
+    count = len(a_s)
+    pools = PspPools(CURVE)
+    blob = dgk.encrypt_thermometers(plan, a_s, pools.bits)
+    assert len(blob) == count * plan.levels * dgk.CIPHERTEXT_BYTES
+    # the thermometer ciphertexts decrypt to the thermometer bits
+    for k, a in enumerate(a_s):
+        th = plan.thermometer(a)
+        for j, bit in enumerate(th):
+            o = (k * plan.levels + j) * 130
+            assert CURVE.decrypt_small(dgk.as_curve_ciphertext(blob[o : o + 130]), 1) == bit
+    psp_c1 = {blob[o : o + 65] for o in range(0, len(blob), 130)}
+    sp = SpPools()
+    for delta in (0, 1):
+        terms = dgk.blind_terms(
+            plan,
+            blob,
+            b_s,
+            [delta] * count,
+            sp.randomizers(CURVE.public_key.to_bytes()),
+            sp.dummies,
+        )
+        assert len(terms) == count * plan.terms * 130
+        zero_positions = []
+        for k in range(count):
+            cts = [
+                dgk.as_curve_ciphertext(terms[o : o + 130])
+                for o in range(k * plan.terms * 130, (k + 1) * plan.terms * 130, 130)
+            ]
+            zeros = [i for i, c in enumerate(cts) if CURVE.is_zero(c)]
+            assert len(zeros) == int(a_s[k] < b_s[k]) ^ delta
+            zero_positions.extend(zeros)
+            for i, c in enumerate(cts):
+                if i not in zeros:  # blinded: the plaintext is a random scalar, not a small term
+                    with pytest.raises(DecryptionError):
+                        CURVE.decrypt_small(c, 1000)
+        # every term carries fresh SP randomness: no C1 of the PSP reappears
+        assert not psp_c1 & {terms[o : o + 65] for o in range(0, len(terms), 130)}
+        assert dgk.zero_counts(plan, terms, count, CURVE) == [
+            int(a < b) ^ delta for a, b in zip(a_s, b_s, strict=True)
+        ]
+    # shuffled: over a batch of comparisons that all have a zero term, it is not always in one place
+    many = 40
+    terms = dgk.blind_terms(
+        plan,
+        dgk.encrypt_thermometers(plan, [0] * many, pools.bits),
+        [5] * many,
+        [0] * many,
+        sp.randomizers(CURVE.public_key.to_bytes()),
+        sp.dummies,
+    )
+    places = set()
+    for k in range(many):
+        for i in range(plan.terms):
+            o = (k * plan.terms + i) * 130
+            if CURVE.is_zero(dgk.as_curve_ciphertext(terms[o : o + 130])):
+                places.add(i)
+    assert len(places) > 1
+
+
+def test_more_than_one_zero_term_is_a_protocol_error() -> None:
+    assert dgk.lambdas([0, 1, 1]) == [0, 1, 1]
+    with pytest.raises(ProtocolError):
+        dgk.lambdas([0, 2])
+
+
+def test_blind_terms_refuses_malformed_thermometers() -> None:
+    plan = dgk.DigitPlan.create(4, 2)
+    pools, sp = PspPools(CURVE), SpPools()
+    blob = dgk.encrypt_thermometers(plan, [3, 9], pools.bits)
+    rnd, dum = sp.randomizers(CURVE.public_key.to_bytes()), sp.dummies
+    with pytest.raises(EncodingError):
+        dgk.blind_terms(plan, blob[:-1], [1, 2], [0, 1], rnd, dum)
+    bad = bytearray(blob)
+    bad[65] = 3  # a C2 prefix
+    with pytest.raises(EncodingError):
+        dgk.blind_terms(plan, bytes(bad), [1, 2], [0, 1], rnd, dum)
+    bad = bytearray(blob)
+    bad[2 * 130 + 65 + 35] ^= 1  # T_{0,3}'s C2 (used by b = 15, delta = 1): off the curve
+    with pytest.raises(EncodingError):
+        dgk.blind_terms(plan, bytes(bad), [15, 15], [1, 1], rnd, dum)
+
+
+# -- building blocks --------------------------------------------------------------------------
+
+
+def test_comb_matches_libsecp256k1() -> None:
+    comb = ec.base_comb()
+    for k in [1, 2, 255, 256, 2**255, ec.ORDER - 1, secrets.randbelow(ec.ORDER - 1) + 1]:
+        assert ec.serialize(comb.mul(k)) == ec.serialize(ec.mul(ec.G, k))
+    y = CURVE.public_key.to_bytes()
+    k = secrets.randbelow(ec.ORDER - 1) + 1
+    assert ec.serialize_compressed(ec.comb_for(y).mul(k)) == ec.serialize_compressed(
+        ec.mul(ec.parse_compressed(y), k)
+    )
+
+
+def test_points_parse_strictly() -> None:
+    good = ec.serialize(ec.G)
+    assert ec.compressed(good) == ec.serialize_compressed(ec.G)
+    for bad in [good[:-1], b"\x02" + good[1:], good[:64] + bytes([good[64] ^ 1])]:
+        with pytest.raises(EncodingError):
+            ec.parse(bad)
+    with pytest.raises(EncodingError):
+        ec.parse_compressed(b"\x05" + bytes(32))
+
+
+def test_random_scalars_are_in_range_and_distinct() -> None:
+    s = ec.random_scalars(500)
+    assert all(1 <= v < ec.ORDER for v in s) and len(set(s)) == 500
+
+
+def test_batch_invert_differences_and_negation() -> None:
+    pk = PK
+    vals = [3, 5, 7, 11]
+    inv = batch_invert(vals, P.n2)
+    assert all(v * i % P.n2 == 1 for v, i in zip(vals, inv, strict=True))
+    assert batch_invert([], P.n2) == []
+    xs, ys = [5, 0, 9, 2**40], [2, 7, 9, 1]
+    d = differences(pk, [pk.encrypt(v) for v in xs], [pk.encrypt(v) for v in ys])
+    assert [decrypt(c) - P.n * (decrypt(c) > P.n // 2) for c in d] == [3, -7, 0, 2**40 - 1]
+    assert [decrypt(c) for c in negate_plus_one(pk, [pk.encrypt(0), pk.encrypt(1)])] == [1, 0]
+    with pytest.raises(ParameterError):
+        differences(pk, [pk.encrypt(1)], [])
+
+
+def test_pools_draw_each_item_once_and_compute_shortfalls() -> None:
+    pools = PspPools(CURVE)
+    pools.bits.fill(5)
+    assert len(pools.bits) == 5
+    items = pools.bits.draw(8)
+    assert len(items) == 8 and len({c1 for c1, _, _ in items}) == 8
+    st_ = pools.bits.stats()
+    assert st_["made"] == 8 and st_["on_demand"] == 3 and st_["drawn"] == 8 and st_["stock"] == 0
+    c1, c20, c21 = items[0]
+    assert CURVE.decrypt_small(dgk.as_curve_ciphertext(c1 + c20), 1) == 0
+    assert CURVE.decrypt_small(dgk.as_curve_ciphertext(c1 + c21), 1) == 1
+    sp = SpPools()
+    pool = sp.randomizers(CURVE.public_key.to_bytes())
+    assert sp.randomizers(CURVE.public_key.to_bytes()) is pool
+    pool.target = 4
+    pool.start()
+    try:
+        for _ in range(200):
+            if len(pool) >= 4:
+                break
+            asyncio.run(asyncio.sleep(0.01))
+        assert len(pool) >= 4
+    finally:
+        pool.stop()
+    ((sg, sy),) = pool.draw(1)
+    # (sG, sY) is an encryption of zero
+    assert CURVE.is_zero(dgk.as_curve_ciphertext(ec.serialize(sg) + ec.serialize(sy)))
+    dummy = sp.dummies.draw(1)[0]
+    assert not CURVE.is_zero(dgk.as_curve_ciphertext(dummy))
+
+
+# -- parameters -------------------------------------------------------------------------------
+
+
+def test_params_round_trip_and_validation() -> None:
+    p = cmp.CompareParams(32, 10, cmp.OUTPUT_ENCRYPTED, digit_bits=3)
+    assert cmp.CompareParams.from_bytes(p.to_proto().SerializeToString()) == p
+    assert p.plan.widths == (3,) * 10 + (2,)
+    for bad in [
+        dict(bits=0),
+        dict(bits=65),
+        dict(count=0),
+        dict(output="sp"),
+        dict(kappa=0),
+        dict(digit_bits=9),
+        dict(count=10**9),
+    ]:
+        with pytest.raises(ParameterError):
+            cmp.CompareParams(**{"bits": 8, "count": 3, **bad})
+    with pytest.raises(EncodingError):
+        cmp.CompareParams.from_bytes(
+            compare_pb2.CompareParams(
+                bits=8, count=1, output=0, digit_bits=1, kappa=40
+            ).SerializeToString()
+        )
+    with pytest.raises(EncodingError):
+        cmp.CompareParams.from_bytes(b"\xff\xff")
+    with pytest.raises(EncodingError):
+        cmp.CompareParams.from_bytes(
+            compare_pb2.CompareParams(
+                bits=99, count=1, output=1, digit_bits=1, kappa=40
+            ).SerializeToString()
+        )
+
+
+# -- the whole protocol against plaintext -------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    bits=st.sampled_from([1, 8, 32, 64]),
+    beta=st.integers(1, 4),
+    output=st.sampled_from([cmp.OUTPUT_PSP, cmp.OUTPUT_ENCRYPTED]),
+    data=st.data(),
+)
+def test_compare_matches_plaintext(bits: int, beta: int, output: str, data: st.DataObject) -> None:
+    xs, ys = data.draw(batches(bits, 1, 30))
+    params = cmp.CompareParams(bits, len(xs), output, digit_bits=beta)
+    out = run("compare", compare_inputs(params, xs, ys))
+    if output == cmp.OUTPUT_PSP:
+        assert out["psp"] == plain(xs, ys) and out["sp"] is None
+    else:
+        assert out["psp"] is None
+        assert [decrypt(c) for c in out["sp"]] == plain(xs, ys)
+
+
+@pytest.mark.parametrize("output", [cmp.OUTPUT_PSP, cmp.OUTPUT_ENCRYPTED])
+def test_a_batch_over_several_ciphertexts_with_every_edge(output: str) -> None:
+    bits = 32
+    top = (1 << bits) - 1
+    layout = cmp.CompareParams(bits, 1).layout(PK)
+    edges = [(0, 0), (top, top), (0, top), (top, 0), (1, 0), (0, 1), (top - 1, top), (top, top - 1)]
+    rnd = [(secrets.randbits(bits), secrets.randbits(bits)) for _ in range(10)]
+    equal = [(v, v) for v in (secrets.randbits(bits) for _ in range(12))]
+    pairs = edges + rnd + equal
+    assert len(pairs) > 2 * layout.capacity  # three packed ciphertexts
+    xs, ys = [a for a, _ in pairs], [b for _, b in pairs]
+    params = cmp.CompareParams(bits, len(pairs), output)
+    out = run("compare", compare_inputs(params, xs, ys))
+    got = out["psp"] if output == cmp.OUTPUT_PSP else [decrypt(c) for c in out["sp"]]
+    assert got == plain(xs, ys)
+
+
+def test_differences_as_input_and_output_rerandomised() -> None:
+    ds = [0, 5, -5, (1 << 16) - 1, -((1 << 16) - 1), -1]
+    params = cmp.CompareParams(16, len(ds), cmp.OUTPUT_ENCRYPTED, digit_bits=3)
+    state, masked = cmp.sp_masked(PK, params, diffs=[PK.encrypt(d) for d in ds])
+    ps = cmp.psp_masked(PK, PSP_SHARE, masked, params)
+    bits = cmp.psp_bits(ps, cmp.sp_partials(state, SP_SHARE), PspPools(CURVE))
+    result, none = cmp.psp_result(ps, cmp.sp_terms(state, bits), CURVE)
+    assert none is None
+    plain_u = cmp.sp_finish(state, result)
+    fresh = cmp.sp_finish(state, result, rerandomize=True)
+    assert [decrypt(c) for c in fresh] == [decrypt(c) for c in plain_u] == [int(d >= 0) for d in ds]
+    assert all(a.c1 != b.c1 for a, b in zip(plain_u, fresh, strict=True))
+
+
+# -- the steps one by one, and what the PSP sees ------------------------------------------------
+
+
+def test_steps_one_by_one_and_the_psp_view() -> None:
+    bits, count = 32, 30
+    xs = [secrets.randbits(bits) for _ in range(count)]
+    ys = [x if k % 2 else secrets.randbits(bits) for k, x in enumerate(xs)]
+    params = cmp.CompareParams(bits, count, cmp.OUTPUT_PSP, digit_bits=2)
+    inputs = ([PK.encrypt(v) for v in xs], [PK.encrypt(v) for v in ys])
+    state, masked = cmp.sp_masked(PK, params, xs=inputs[0], ys=inputs[1])
+    msg = compare_pb2.CompareMasked.FromString(masked)
+    assert msg.ciphertexts.count == params.layout(PK).count_plaintexts(count) == 3
+    # re-randomised: no packed ciphertext shares c1 with an input
+    packed = PK.ciphertexts_from_bytes(msg.ciphertexts.blob)
+    assert not {c.c1 for c in packed} & {c.c1 for c in inputs[0] + inputs[1]}
+
+    ps = cmp.psp_masked(PK, PSP_SHARE, masked)  # parameters taken from the SP's message
+    bits_msg = cmp.psp_bits(ps, cmp.sp_partials(state, SP_SHARE), PspPools(CURVE))
+    z = [(1 << bits) + x - y for x, y in zip(xs, ys, strict=True)]
+    # the PSP sees c = z + r: different from z in every slot, and z is recovered only with r
+    assert all(c != zk for c, zk in zip(ps.values, z, strict=True))
+    assert [c - r for c, r in zip(ps.values, state.masks, strict=True)] == z
+    assert all(c >= (1 << (bits + 1)) for c in ps.values)  # the masks' kappa bits are there
+
+    terms = cmp.sp_terms(state, bits_msg)
+    tmsg = compare_pb2.CompareTerms.FromString(terms)
+    assert tmsg.terms.count == count * params.plan.terms
+    hints = cmp._unpack_bits(tmsg.hints, count, "hints")
+    # the PSP gets r_l XOR delta, never r_l and delta apart
+    assert hints == [state.top(k) ^ state.deltas[k] for k in range(count)]
+    lam = dgk.lambdas(dgk.zero_counts(params.plan, tmsg.terms.blob, count, CURVE))
+    low = (1 << bits) - 1
+    assert lam == [int((c & low) < state.low(k)) ^ state.deltas[k] for k, c in enumerate(ps.values)]
+    result, out = cmp.psp_result(ps, terms, CURVE)
+    assert out == plain(xs, ys)
+    assert cmp.sp_finish(state, result) is None
+
+
+def test_lambda_alone_is_masked_by_delta() -> None:
+    """Equal inputs every time: what the PSP zero-tests out is lambda = t XOR delta, a coin flip."""
+    count = 64
+    params = cmp.CompareParams(8, count, cmp.OUTPUT_ENCRYPTED, digit_bits=4)
+    state, masked = cmp.sp_masked(PK, params, diffs=[PK.encrypt(0)] * count)
+    ps = cmp.psp_masked(PK, PSP_SHARE, masked, params)
+    bits_msg = cmp.psp_bits(ps, cmp.sp_partials(state, SP_SHARE), PspPools(CURVE))
+    terms = compare_pb2.CompareTerms.FromString(cmp.sp_terms(state, bits_msg))
+    assert terms.hints == b""  # output "encrypted": no hint goes to the PSP
+    lam = dgk.zero_counts(params.plan, terms.terms.blob, count, CURVE)
+    assert 8 < sum(lam) < count - 8  # P(fail) < 2^-20
+
+
+# -- malformed messages -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def session() -> dict[str, Any]:
+    params = cmp.CompareParams(8, 5, cmp.OUTPUT_PSP, digit_bits=2)
+    state, masked = cmp.sp_masked(PK, params, diffs=[PK.encrypt(v) for v in [0, 1, -1, 100, -100]])
+    partials = cmp.sp_partials(state, SP_SHARE)
+    ps = cmp.psp_masked(PK, PSP_SHARE, masked, params)
+    pools = PspPools(CURVE)
+    bits = cmp.psp_bits(ps, partials, pools)
+    terms = cmp.sp_terms(state, bits)
+    return {
+        "params": params,
+        "state": state,
+        "masked": masked,
+        "partials": partials,
+        "ps": ps,
+        "pools": pools,
+        "bits": bits,
+        "terms": terms,
+    }
+
+
+def _mutate(raw: bytes, cls: Any, **change: Any) -> bytes:
+    msg = cls.FromString(raw)
+    for path, value in change.items():
+        obj = msg
+        *parents, last = path.split("__")
+        for p in parents:
+            obj = getattr(obj, p)
+        setattr(obj, last, value)
+    return msg.SerializeToString()
+
+
+def test_malformed_masked_is_refused(session: dict[str, Any]) -> None:
+    masked = session["masked"]
+    for bad in [
+        b"\x0a\xff",
+        _mutate(masked, compare_pb2.CompareMasked, ciphertexts__count=2),
+        _mutate(masked, compare_pb2.CompareMasked, ciphertexts__width=10),
+        _mutate(masked, compare_pb2.CompareMasked, ciphertexts__blob=b"\x00" * 256),
+        compare_pb2.CompareMasked(
+            ciphertexts=compare_pb2.CompareMasked.FromString(masked).ciphertexts
+        ).SerializeToString(),
+        _mutate(masked, compare_pb2.CompareMasked, params__digit_bits=0),
+    ]:
+        with pytest.raises(EncodingError):
+            cmp.psp_masked(PK, PSP_SHARE, bad, session["params"])
+    with pytest.raises(EncodingError):
+        cmp.psp_masked(PK, PSP_SHARE, "not bytes", session["params"])  # type: ignore[arg-type]
+    other = dataclasses.replace(session["params"], output=cmp.OUTPUT_ENCRYPTED)
+    with pytest.raises(ProtocolError):
+        cmp.psp_masked(PK, PSP_SHARE, masked, other)
+
+
+def test_malformed_partials_and_bits_are_refused(session: dict[str, Any]) -> None:
+    ps, pools = session["ps"], session["pools"]
+    partials = session["partials"]
+    for bad in [
+        b"\x0a\x03abc",
+        _mutate(partials, compare_pb2.ComparePartials, partials__count=2),
+        _mutate(partials, compare_pb2.ComparePartials, partials__blob=b"\x00" * P.element_bytes),
+    ]:
+        with pytest.raises(EncodingError):
+            cmp.psp_bits(ps, bad, pools)
+    wrong = compare_pb2.ComparePartials(
+        partials=common_pb2.Batch(
+            count=1, width=P.element_bytes, blob=(5).to_bytes(P.element_bytes, "big")
+        )
+    ).SerializeToString()
+    with pytest.raises(DecryptionError):
+        cmp.psp_bits(ps, wrong, pools)
+    state, bits = session["state"], session["bits"]
+    blob = compare_pb2.CompareBits.FromString(bits).ciphertexts.blob
+    for bad in [
+        b"\xff",
+        _mutate(bits, compare_pb2.CompareBits, curve_key=b"\x02" + bytes(32)),
+        _mutate(bits, compare_pb2.CompareBits, curve_key=b""),
+        _mutate(bits, compare_pb2.CompareBits, ciphertexts__count=3),
+        _mutate(bits, compare_pb2.CompareBits, ciphertexts__width=66),
+        _mutate(bits, compare_pb2.CompareBits, ciphertexts__blob=blob[:-130]),
+        _mutate(bits, compare_pb2.CompareBits, ciphertexts__blob=b"\x05" + blob[1:]),
+    ]:
+        with pytest.raises(EncodingError):
+            cmp.sp_terms(state, bad)
+
+
+def test_malformed_terms_and_results_are_refused(session: dict[str, Any]) -> None:
+    ps, terms, state = session["ps"], session["terms"], session["state"]
+    blob = compare_pb2.CompareTerms.FromString(terms).terms.blob
+    broken = bytearray(blob)
+    broken[130 + 40] ^= 0x55  # a coordinate of a C1: off the curve
+    broken2 = bytearray(blob)
+    broken2[65 + 64] ^= 1  # a C2's y: off the curve
+    for bad in [
+        b"\x12\x01",
+        _mutate(terms, compare_pb2.CompareTerms, terms__count=1),
+        _mutate(terms, compare_pb2.CompareTerms, terms__blob=blob[:-1]),
+        _mutate(terms, compare_pb2.CompareTerms, terms__blob=bytes(broken)),
+        _mutate(terms, compare_pb2.CompareTerms, terms__blob=bytes(broken2)),
+        _mutate(terms, compare_pb2.CompareTerms, hints=b""),
+        _mutate(terms, compare_pb2.CompareTerms, hints=b"\xff"),  # padding bits set (5 comparisons)
+        _mutate(terms, compare_pb2.CompareTerms, hints=b"\x00\x00"),
+    ]:
+        with pytest.raises(EncodingError):
+            cmp.psp_result(ps, bad, CURVE)
+    _, bits = cmp.psp_result(ps, terms, CURVE)
+    assert len(bits) == 5
+    with pytest.raises(ProtocolError):
+        cmp.sp_finish(state, compare_pb2.CompareResult(count=4).SerializeToString())
+    with pytest.raises(EncodingError):
+        cmp.sp_finish(
+            state,
+            compare_pb2.CompareResult(
+                count=5, ciphertexts=common_pb2.Batch(count=1)
+            ).SerializeToString(),
+        )
+    with pytest.raises(EncodingError):
+        cmp.sp_finish(state, b"\x08")
+
+
+def test_sp_inputs_are_checked() -> None:
+    params = cmp.CompareParams(8, 2)
+    cts = [PK.encrypt(1), PK.encrypt(2)]
+    with pytest.raises(ParameterError):
+        cmp.sp_masked(PK, params)
+    with pytest.raises(ParameterError):
+        cmp.sp_masked(PK, params, diffs=cts, xs=cts, ys=cts)
+    with pytest.raises(ParameterError):
+        cmp.sp_masked(PK, params, diffs=cts[:1])
+    other, _ = local_joint_keys(P)
+    with pytest.raises(ParameterError):
+        cmp.sp_masked(other, params, diffs=cts)
+
+
+# -- the protocol in the registry, started by a peer, reused inside another -------------------
+
+
+def test_registered_and_startable_by_a_peer() -> None:
+    spec = get_protocol("compare")
+    assert spec.roles == ("sp", "psp")
+    assert [s.name for s in spec.steps] == ["masked", "partials", "bits", "terms", "result"]
+
+    class FakeParty:
+        def require_key(self) -> tuple[PublicKey, KeyShare]:
+            return PK, PSP_SHARE
+
+        async def run_crypto(self, fn: Any, *args: Any) -> Any:
+            return fn(*args)
+
+    party = FakeParty()
+    raw = cmp.CompareParams(16, 4, cmp.OUTPUT_ENCRYPTED).to_proto().SerializeToString()
+    inputs = spec.responder_inputs(party, raw)
+    assert inputs["params"] == cmp.CompareParams(16, 4, cmp.OUTPUT_ENCRYPTED)
+    assert inputs["curve_key"] is party.curve_key and inputs["pools"] is party.compare_pools
+    again = spec.responder_inputs(party, raw)
+    assert again["curve_key"] is inputs["curve_key"] and again["pools"] is inputs["pools"]
+    with pytest.raises(EncodingError):
+        spec.responder_inputs(party, b"\x08\x00\x10\x00")
+
+
+class _TwoBatches(ProtocolSpec):
+    """A protocol that runs two comparison batches in one session, as other protocols may."""
+
+    name = "test-two-comparisons"
+    roles = ("sp", "psp")
+    steps = cmp.compare_steps("first.") + cmp.compare_steps("second.")
+
+    class Sp:
+        async def run(self, ctx: SessionContext) -> object:
+            a = await cmp.compare_batch(ctx, **ctx.inputs["first"], prefix="first.")
+            b = await cmp.compare_batch(ctx, **ctx.inputs["second"], prefix="second.")
+            return a, b
+
+    class Psp:
+        async def run(self, ctx: SessionContext) -> object:
+            common = {
+                "pk": PK,
+                "share": PSP_SHARE,
+                "curve_key": CURVE,
+                "pools": ctx.inputs["pools"],
+            }
+            a = await cmp.compare_batch(ctx, **common, prefix="first.")
+            b = await cmp.compare_batch(ctx, **common, prefix="second.")
+            return a, b
+
+    role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": Sp, "psp": Psp}
+
+
+def test_compare_batch_inside_another_protocol() -> None:
+    from mpc.protocol import register_protocol, unregister_protocol
+
+    register_protocol(_TwoBatches)
+    try:
+        p1 = cmp.CompareParams(4, 3, cmp.OUTPUT_PSP, digit_bits=1)
+        p2 = cmp.CompareParams(4, 2, cmp.OUTPUT_ENCRYPTED, digit_bits=3)
+        sp_common = {"pk": PK, "share": SP_SHARE, "pools": SpPools()}
+        out = run(
+            _TwoBatches.name,
+            {
+                "sp": {
+                    "first": {
+                        **sp_common,
+                        "params": p1,
+                        "diffs": [PK.encrypt(v) for v in (0, 3, -3)],
+                    },
+                    "second": {
+                        **sp_common,
+                        "params": p2,
+                        "diffs": [PK.encrypt(v) for v in (-1, 15)],
+                    },
+                },
+                "psp": {"pools": PspPools(CURVE)},
+            },
+        )
+        (sp_a, sp_b), (psp_a, psp_b) = out["sp"], out["psp"]
+        assert sp_a is None and psp_a == [1, 1, 0]
+        assert psp_b is None and [decrypt(c) for c in sp_b] == [0, 1]
+    finally:
+        unregister_protocol(_TwoBatches.name)
+    with pytest.raises(ParameterError):  # pools of another key
+        run(
+            "compare",
+            {
+                **compare_inputs(cmp.CompareParams(4, 1), [1], [2]),
+                "psp": {
+                    "pk": PK,
+                    "share": PSP_SHARE,
+                    "curve_key": CURVE,
+                    "pools": PspPools(CurvePrivateKey.generate()),
+                },
+            },
+        )
