@@ -1,0 +1,144 @@
+"""Benchmark of the private recommender (threshold mode), one process, in memory.
+
+    python scripts/bench_recommend.py --ratings ../shared/data/movietweetings-top1000.csv \
+        --bits 2048 --targets 3 --json docs/bench_recommend.json
+
+Every user's upload is encrypted for real (with the batch encryptor on all
+cores: setup, not counted per target); then for each target the whole
+"recommend" protocol runs between an SP and a PSP role in one event loop over
+the in-memory transport, and the decrypted aggregate is checked against the
+plaintext oracle. Both roles share this process (and its two cores), so the
+per-target time is the SP's and the PSP's work added up, minus what overlaps;
+over gRPC each server has its own process. The transport is measured apart
+(scripts/bench_transport.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+import crm.recommender.protocol  # noqa: F401  (registers "recommend")
+from crm.recommender.data import load_ratings
+from crm.recommender.plain import PlainParams, Recommender, rank
+from crm.recommender.private import RecLayout, UserRecord, build_blocks, decode_aggregate, user_plaintexts
+from mpc.elgamal import combine_many, local_joint_keys, params_for
+from mpc.elgamal.batch import BatchEncryptor
+from mpc.elgamal.curve import CurvePrivateKey
+from mpc.protocol import run_local
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ratings", required=True)
+    ap.add_argument("--bits", type=int, default=2048, choices=(1024, 2048))
+    ap.add_argument("--users", type=int, default=0, help="first N users only (0: all)")
+    ap.add_argument("--targets", type=int, default=3)
+    ap.add_argument("--dense", type=int, default=20)
+    ap.add_argument("--shift", type=int, default=8)
+    ap.add_argument("--threshold", default="0.5", help="delta: an integer, or a fraction of 2^(2 shift)")
+    ap.add_argument("--json", dest="json_out")
+    args = ap.parse_args(argv)
+
+    load0 = os.getloadavg()
+    r = load_ratings(args.ratings)
+    if args.users:
+        keep = r.users[: args.users]
+        from crm.recommender.data import build_ratings
+
+        triples = [(u, it, int(r.d[r.user_index[u], j]) - 1 + r.lo) for u in keep for j, it in enumerate(r.items) if r.d[r.user_index[u], j]]
+        r = build_ratings(triples, (r.lo, r.hi))
+    plain = Recommender(r, PlainParams(dense=args.dense, shift=args.shift, threshold=args.threshold, k=0))
+    delta = plain.params.delta
+    params = params_for(args.bits)
+    pk, (sp, psp) = local_joint_keys(params)
+    layout = RecLayout(params, len(r.users), len(r.items), args.dense, args.shift, r.levels, len(r.users) - 1)
+    print(f"{len(r.users)} users x {len(r.items)} items, {args.bits}-bit keys, delta {delta}: {layout.describe()}")
+
+    t = time.perf_counter()
+    plains = [
+        user_plaintexts(layout, u, [int(x) for x in plain.vectors[u]], [int(x) for x in r.d[u]])
+        for u in range(len(r.users))
+    ]
+    flat = [m for row in plains for m in row]
+    with BatchEncryptor(pk) as enc:
+        enc.warm_up()
+        cts = enc.encrypt(flat)
+    n = layout.upload_count
+    records = [UserRecord.split(layout, cts[i * n : (i + 1) * n]) for i in range(len(r.users))]
+    setup_encrypt = time.perf_counter() - t
+    t = time.perf_counter()
+    blocks = build_blocks(layout, records)
+    setup_blocks = time.perf_counter() - t
+    print(f"setup: {len(flat)} encryptions in {setup_encrypt:.1f} s, blocks in {setup_blocks:.2f} s")
+    pk.encrypt(0)  # tables
+    pk.pool.fill(2 * len(r.users))  # idle-time pool (the PSP's encrypted comparison results and masks)
+
+    times, matches = [], []
+    curve = CurvePrivateKey.generate()
+    # Targets spread over user order, among users who rated some dense item (others have no neighbours).
+    candidates = [u for u in range(len(r.users)) if plain.vectors[u].any()]
+    for k in range(args.targets):
+        a = candidates[(k * 97) % len(candidates)]
+        t = time.perf_counter()
+        out = asyncio.run(
+            run_local(
+                "recommend",
+                {
+                    "sp": {"layout": layout, "pk": pk, "share": sp, "records": records, "blocks": blocks,
+                           "target": a, "delta": delta},
+                    "psp": {"layout": layout, "pk": pk, "share": psp, "records": records, "blocks": blocks,
+                            "curve_key": curve},
+                },
+                timeout=600,
+            )
+        )
+        agg = out["sp"]
+        plain_vals = combine_many(agg, [sp.partial_decrypt_many(agg), psp.partial_decrypt_many(agg)])
+        times.append(time.perf_counter() - t)
+        sums, counts = decode_aggregate(layout, plain_vals)
+        want = plain.recommend(r.users[a])
+        ok = sums == [int(x) for x in want.sums] and counts == [int(x) for x in want.counts]
+        ranked = rank(r, a, np.array(sums), np.array(counts), 10)
+        ok = ok and [x.to_dict() for x in ranked] == [x.to_dict() for x in want.recommendations[:10]]
+        matches.append(ok)
+        print(f"target {r.users[a]}: {times[-1]:.2f} s, {len(want.neighbours)} neighbours, match {ok}")
+
+    result = {
+        "bits": args.bits,
+        "users": len(r.users),
+        "items": len(r.items),
+        "dense": args.dense,
+        "shift": args.shift,
+        "delta": delta,
+        "layout": layout.describe(),
+        "setup_encrypt_s": setup_encrypt,
+        "setup_encryptions": len(flat),
+        "setup_blocks_s": setup_blocks,
+        "per_target_s": statistics.median(times),
+        "per_target_all_s": times,
+        "all_match": all(matches),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "loadavg_before": list(load0),
+        "loadavg_after": list(os.getloadavg()),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["scripts/bench_recommend.py", *(argv if argv is not None else sys.argv[1:])]),
+    }
+    print(json.dumps({k: result[k] for k in ("per_target_s", "all_match", "setup_encrypt_s")}))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=1))
+    return 0 if all(matches) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
