@@ -675,3 +675,36 @@ def test_compare_batch_inside_another_protocol() -> None:
                 },
             },
         )
+
+
+# -- between two party servers, over gRPC ------------------------------------------------------
+
+
+async def test_compare_between_party_servers(parties: Any) -> None:
+    """The SP server starts a "compare" session; the PSP server answers it by protocol name."""
+    pk, sp_share = parties.sp.require_key()
+    _, psp_share = parties.psp.require_key()
+    xs = [0, 7, 65535, 300, 300]
+    ys = [0, 9, 0, 299, 301]
+    for output in (cmp.OUTPUT_ENCRYPTED, cmp.OUTPUT_PSP):
+        params = cmp.CompareParams(16, len(xs), output, digit_bits=2)
+        out = await parties.sp.start_session(
+            "compare",
+            params.to_proto(),
+            {
+                "pk": pk,
+                "share": sp_share,
+                "params": params,
+                "xs": [pk.encrypt(v) for v in xs],
+                "ys": [pk.encrypt(v) for v in ys],
+                "run_crypto": parties.sp.run_crypto,
+            },
+        )
+        if output == cmp.OUTPUT_PSP:
+            assert out is None
+        else:
+            got = [
+                combine(c, [sp_share.partial_decrypt(c), psp_share.partial_decrypt(c)]) for c in out
+            ]
+            assert got == plain(xs, ys)
+    assert isinstance(parties.psp.curve_key, CurvePrivateKey)

@@ -24,6 +24,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "mpc.benchmarks.transport",
         "message throughput and latency of the party transport",
     ),
+    "compare": (
+        "mpc.benchmarks.compare",
+        "secure comparison: amortised time per comparison in a batch, by output",
+    ),
 }
 
 

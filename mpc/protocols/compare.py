@@ -402,6 +402,8 @@ def psp_result(
 ) -> tuple[bytes, list[int] | None]:
     """Step ``result``: zero tests; the result bits (output "psp") or E(u_k) for the SP."""
     p = state.params
+    if len(state.values) != p.count:
+        raise ProtocolError("comparison terms before the values were decrypted (step 'bits')")
     msg = _parse(compare_pb2.CompareTerms, payload, "comparison terms")
     blob = _blob(msg.terms, p.count * p.plan.terms, "comparison terms")
     if p.output == OUTPUT_PSP:
