@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as _dt
-import json
 import os
 import platform
 import random
@@ -54,6 +52,7 @@ from typing import Any
 import gmpy2
 
 import mpc.protocols.compare as cmp
+from mpc.benchmarks.common import publish, standalone
 from mpc.comparison import ec
 from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import KeyShare, PublicKey, combine, local_joint_keys, params_for
@@ -544,33 +543,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         log=log,
     )
-    res["machine"] = machine_info()
-    res["date"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    res["command"] = command
-    text = json.dumps(res, indent=2)
-    if args.json == "-":
-        print(text)
-        print(format_table(res), file=sys.stderr)
-    else:
-        print(format_table(res))
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-            log(f"wrote {args.json}")
-    return 0
+    return publish(res, machine_info(), command, args.json, format_table, log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point (``scripts/bench_compare.py``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="bench_compare", description=__doc__.splitlines()[0] if __doc__ else None
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    args._command = shlex.join([os.path.basename(sys.argv[0]) or "bench_compare", *argv])
-    try:
-        return run(args)
-    except MpcError as exc:
-        print(f"bench_compare: error: {exc}", file=sys.stderr)
-        return 1
+    return standalone("bench_compare", __doc__, add_arguments, run, argv)

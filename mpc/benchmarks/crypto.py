@@ -32,10 +32,8 @@ the command never fails on them (the machine may be shared and loaded).
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gc
 import itertools
-import json
 import os
 import platform
 import secrets
@@ -49,6 +47,7 @@ from typing import Any
 
 import gmpy2
 
+from mpc.benchmarks.common import publish, standalone
 from mpc.elgamal import KeyShare, combine, local_joint_keys, params_for
 from mpc.elgamal.batch import BatchEncryptor
 from mpc.errors import LayoutError, MpcError
@@ -570,36 +569,12 @@ def run(args: argparse.Namespace) -> int:
         with_phe=not args.no_phe,
         log=log,
     )
-    res["machine"] = machine_info()
-    res["date"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    res["command"] = command
-    text = json.dumps(res, indent=2, sort_keys=False)
-    if args.json == "-":
-        print(text)
-        print(format_table(res), file=sys.stderr)
-    else:
-        print(format_table(res))
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-            log(f"wrote {args.json}")
-    return 0
+    return publish(res, machine_info(), command, args.json, format_table, log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point (``scripts/bench_crypto.py``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="bench_crypto", description=__doc__.splitlines()[0] if __doc__ else None
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    args._command = shlex.join([os.path.basename(sys.argv[0]) or "bench_crypto", *argv])
-    try:
-        return run(args)
-    except MpcError as exc:
-        print(f"bench crypto: {exc}", file=sys.stderr)
-        return 1
+    return standalone("bench_crypto", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

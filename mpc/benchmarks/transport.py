@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as _dt
 import json
 import os
 import platform
@@ -73,6 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mpc.benchmarks.common import publish, standalone
 from mpc.errors import MpcError
 
 TARGET_RATIO = 0.10
@@ -1265,20 +1265,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    res["machine"] = machine_info()
-    res["date"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    res["command"] = command
-    text = json.dumps(res, indent=2)
-    if args.json == "-":
-        print(text)
-        print(format_summary(res), file=sys.stderr)
-    else:
-        print(format_summary(res))
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-            log(f"wrote {args.json}")
-    return 0
+    return publish(res, machine_info(), command, args.json, format_summary, log)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -1287,24 +1274,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry point (``scripts/bench_transport.py``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        prog="bench_transport", description=__doc__.splitlines()[0] if __doc__ else None
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    script = sys.argv[0] or "bench_transport.py"
-    with contextlib.suppress(ValueError):
-        script = os.path.relpath(script)
-    args._command = shlex.join(["python", script, *argv])
-    try:
-        return run(args)
-    except MpcError as exc:
-        print(f"bench transport: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench transport: interrupted", file=sys.stderr)
-        return 130
+    return standalone("bench_transport", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
