@@ -149,3 +149,35 @@ async def test_threshold_recommendation_end_to_end_in_memory(keys, world) -> Non
     ranked = rank(r, a, np.array(sums), np.array(counts), 0)
     assert [x.to_dict() for x in ranked] == [x.to_dict() for x in oracle.recommendations]
     assert out["psp"] is None
+
+
+async def test_fewer_users_than_one_block(keys) -> None:
+    """A single, partly filled similarity block (fewer users than its slots)."""
+    import crm.recommender.protocol  # noqa: F401
+    from mpc.elgamal.curve import CurvePrivateKey
+    from mpc.protocol import run_local
+
+    pk, shares = keys
+    r = small_ratings(11, users=5, items=6)
+    items = dense_items(r, 3)
+    vectors = dense_vectors(r, items, 6)
+    layout = RecLayout(P, len(r.users), len(r.items), 3, 6, r.levels, max_neighbours=len(r.users) - 1)
+    assert layout.n_blocks == 1
+    records = [
+        UserRecord.split(layout, [pk.encrypt(m) for m in user_plaintexts(layout, u, [int(x) for x in vectors[u]], [int(x) for x in r.d[u]])])
+        for u in range(len(r.users))
+    ]
+    blocks = build_blocks(layout, records)
+    oracle = Recommender(r, PlainParams(dense=3, shift=6, threshold=1, k=0)).recommend(r.users[0])
+    out = await run_local(
+        "recommend",
+        {
+            "sp": {"layout": layout, "pk": pk, "share": shares[0], "records": records, "blocks": blocks,
+                   "target": 0, "delta": 1},
+            "psp": {"layout": layout, "pk": pk, "share": shares[1], "records": records, "blocks": blocks,
+                    "curve_key": CurvePrivateKey.generate()},
+        },
+        timeout=60,
+    )
+    sums, counts = decode_aggregate(layout, [decrypt(shares, c) for c in out["sp"]])
+    assert (sums, counts) == ([int(x) for x in oracle.sums], [int(x) for x in oracle.counts])

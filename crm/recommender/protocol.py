@@ -75,7 +75,7 @@ def compare_params(layout: RecLayout) -> compare.CompareParams:
 def check_compare_layout(layout: RecLayout, pk: PublicKey) -> None:
     """The similarity blocks must be exactly the comparison's packed layout."""
     cl = compare_params(layout).layout(pk)
-    if cl.slot_bits != layout.sim_slot_bits or cl.capacity != layout.users_per_block:
+    if cl.slot_bits != layout.sim_slot_bits or min(cl.capacity, layout.n_users) != layout.users_per_block:
         raise LayoutError(
             f"similarity blocks ({layout.users_per_block} x {layout.sim_slot_bits} bits) do not match "
             f"the comparison layout ({cl.capacity} x {cl.slot_bits} bits)"

@@ -9,6 +9,7 @@ Example ``sp.toml``::
     key_bits = 2048               # 1024 (tests) or 2048
     workers = 2                   # threads for crypto work
     deadline_s = 120              # deadline of every outgoing call
+    recommender = "rec.json"      # optional: the private recommender's public parameters
 
     [tls]
     ca = "certs/ca.pem"
@@ -49,6 +50,8 @@ class PartyConfig:
     workers: int = 2
     deadline_s: float = 120.0
     peer_server_name: str | None = None
+    recommender: Path | None = None
+    """Public parameters of the private recommender (JSON), if this deployment runs it."""
 
     @property
     def peer_role(self) -> str:
@@ -82,7 +85,7 @@ class PartyConfig:
                 raise ParameterError(f"config [tls] lacks {k}")
         known = {
             "role", "listen", "peer", "data_dir", "tls", "key_bits", "seed", "workers",
-            "deadline_s", "peer_server_name",
+            "deadline_s", "peer_server_name", "recommender",
         }
         unknown = set(raw) - known
         if unknown:
@@ -98,6 +101,7 @@ class PartyConfig:
             workers=int(raw.get("workers", 2)),
             deadline_s=float(raw.get("deadline_s", 120.0)),
             peer_server_name=raw.get("peer_server_name"),
+            recommender=p(str(raw["recommender"])) if raw.get("recommender") else None,
         )
 
     @property

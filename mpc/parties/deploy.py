@@ -57,11 +57,14 @@ def write_deployment(
     key_bits: int = 2048,
     workers: int = 2,
     deadline_s: float = 120.0,
+    recommender: Path | None = None,
 ) -> Deployment:
     """Certificates under ``root/certs`` and TOML configs for SP, PSP and every user.
 
     Addresses default to free loopback ports. ``*_listen`` default to the
     addresses (a server in a namespace may listen on 0.0.0.0 instead).
+    ``recommender``: the recommender's public parameters (JSON), named in both
+    server configs.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -98,6 +101,7 @@ def write_deployment(
                     f"key_bits = {key_bits}",
                     f"workers = {workers}",
                     f"deadline_s = {deadline_s}",
+                    *([f"recommender = {_toml_str(Path(recommender).resolve())}"] if recommender else []),
                     "",
                     "[tls]",
                     'ca = "certs/ca.pem"',

@@ -102,7 +102,15 @@ class PartyServer:
         self.pk: PublicKey | None = None
         self.share: KeyShare | None = None
         self.key_ready = asyncio.Event()
-        self.store: Store | None = Store(config.data_dir / "store.sqlite") if self.role == "sp" else None
+        # Both servers keep a store: the SP users' uploads, the PSP its replicas of them.
+        self.store: Store | None = Store(config.data_dir / "store.sqlite")
+        # Extension points (the recommender service fills them): kind -> coroutine.
+        self.upload_handlers: dict[str, Callable[..., Any]] = {}
+        """kind -> ``await handler(user, header, cts, blob) -> version``, replaces the generic store."""
+        self.fetch_handlers: dict[str, Callable[..., Any]] = {}
+        """kind -> ``await handler(user, time_left)``: make the result current before it is delivered."""
+        self.responders: dict[str, Callable[[bytes], dict[str, Any]]] = {}
+        """protocol -> inputs of our role when the peer starts it (overrides the protocol's own)."""
         self.outbox = Outbox()
         self._upload_locks: dict[str, asyncio.Lock] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -113,6 +121,11 @@ class PartyServer:
         self._server: grpc.aio.Server | None = None
         self._channel: grpc.aio.Channel | None = None
         self._health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self.recommender: Any = None
+        if config.recommender is not None:
+            from crm.recommender.service import RecommenderService
+
+            self.recommender = RecommenderService(self, config.recommender)
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -367,6 +380,8 @@ class PartyServer:
                 self._set_key(pk, share, "generated jointly with the SP")
 
             return {"params": self.params}, keep
+        if protocol in self.responders:
+            return self.responders[protocol](raw), None
         return get_protocol(protocol).responder_inputs(self, raw), None
 
     async def respond(self, req: peer_pb2.SessionStart) -> None:
@@ -503,6 +518,10 @@ class UserGatewayService:
         blob = b"".join(parts)
         # Validate every ciphertext before anything is stored.
         cts = await self.p.run_crypto(pk.ciphertexts_from_bytes, blob, header.count)
+        handler = self.p.upload_handlers.get(header.kind)
+        if handler is not None:
+            version = await handler(ident.name, header, cts, blob)
+            return user_pb2.UploadReply(version=version, count=header.count)
         # Results derived from this record are computed before anything is stored, and a
         # user's uploads store one at a time: otherwise a slower, older upload could store
         # its result over the newer record's (a stale result under the new version).
@@ -525,6 +544,9 @@ class UserGatewayService:
             raise EncodingError("kind must be 1..32 characters of a-z, 0-9, _ and -")
         store = self.p.store
         assert store is not None
+        ensure = self.p.fetch_handlers.get(req.kind)
+        if ensure is not None:
+            await ensure(ident.name, _time_left(ctx))
 
         def load() -> tuple[Any, list[Ciphertext]]:
             rec = store.get_result(ident.name, req.kind) or store.get_record(ident.name, req.kind)

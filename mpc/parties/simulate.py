@@ -34,7 +34,10 @@ from mpc.parties.deploy import Deployment, write_deployment
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--users", type=int, default=4, help="number of user processes (default 4)")
+    parser.add_argument(
+        "--users", type=int, default=None,
+        help="number of user processes (default 4); with --ratings: the first N users of the file (default all)",
+    )
     parser.add_argument("--values", type=int, default=8, help="values each user encrypts (default 8)")
     parser.add_argument("--key-bits", type=int, default=2048, choices=(1024, 2048))
     parser.add_argument("--seed", type=int, default=1, help="seed of the users' plaintext values")
@@ -42,9 +45,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     parser.add_argument("--json", dest="json_out", help="also write the summary as JSON to this file")
+    rec = parser.add_argument_group("private recommender (threshold mode; used when --ratings is given)")
+    rec.add_argument("--ratings", help="ratings file: run the private recommender across the processes")
+    rec.add_argument("--targets", default="2", help="target users whose recommendations are fetched: N or all")
+    rec.add_argument("--threshold", help="delta: an integer, or a fraction of 2^(2*shift) such as 1/2 (default 1/2)")
+    rec.add_argument("--dense", type=int, default=20, help="dense items R (default 20)")
+    rec.add_argument("--shift", type=int, default=8, help="scale of the dense vectors (default 8)")
+    rec.add_argument("--scale", help="rating scale LO:HI (default: the file's smallest and largest rating)")
+    rec.add_argument("--workers", type=int, default=2, help="processes sharing the users' uploads (default 2)")
+    rec.add_argument("--deadline", type=float, default=600.0, help="the servers' call deadline in seconds (default 600)")
+    rec.add_argument("--out", help="write the recommender report (JSON) to this file")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ratings:
+        from crm.recommender.simulate import run as run_recommender
+
+        return run_recommender(args)
+    if args.users is None:
+        args.users = 4
     if args.users < 1:
         raise ParameterError("--users must be at least 1")
     if args.values < 1:

@@ -1,0 +1,546 @@
+"""The private recommender (threshold mode) on the live SP and PSP.
+
+Public parameters (``RecParams``, one JSON file both servers load through the
+``recommender = "rec.json"`` key of their TOML config): the users in user
+order, the items, the dense items, ``shift``, ``levels`` (hi - lo + 1), ``lo``,
+the threshold ``delta`` and the key size. ``layout_version`` is a 31-bit hash
+of them: every upload carries it, so a user encoding for other parameters is
+refused.
+
+Upload (kind ``"rec"``): the user encrypts
+``user_plaintexts(layout, position, dense_vector, d_row)`` (see
+:func:`upload_plaintexts`) and uploads it. The SP refuses a wrong user, count
+or layout version (INVALID_ARGUMENT, nothing stored anywhere), then forwards
+the record to the PSP (protocol ``"replicate"``: one message, the PSP stores it
+in its own SQLite store and acknowledges), and only then stores it itself.
+Both servers also keep every user's :class:`UserRecord` in memory and the
+similarity blocks P_{b,j}; an upload marks only its own block stale, rebuilt
+at the next query.
+
+Compute (protocol ``"recommend"``): when user A fetches kind
+``"recommendations"``, the SP runs the protocol for A with the PSP, each on its
+own copy, and stores the aggregate as a result of A (``put_result``), which the
+generic Fetch then delivers (protocol ``"deliver"``). A second fetch is served
+from the store.
+
+Cache invalidation: every result depends on every user's data, so the SP keeps
+a global data version in the store's meta table (``rec:data_version``, bumped
+*before* each upload is stored) and, next to each result, the data version it
+was computed at (``rec:result:<user>``, written after the result). A result is
+served only when the two agree; a crash between the two writes costs a
+recomputation, never a stale answer.
+
+Concurrency: uploads of kind "rec" (including their replication) and
+recommend sessions are serialised by one lock on the SP, so both servers always
+compute on the same records. Users missing from the store count as users with
+no ratings (a trivial encryption of 0 in their place, identical on both
+servers): their similarity is 0 and they add nothing to the sums or counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gmpy2
+
+import crm.recommender.protocol  # noqa: F401  (registers "recommend")
+from crm.recommender.plain import Recommendation
+from crm.recommender.private import RecLayout, UserRecord, decode_aggregate, user_plaintexts
+from mpc.comparison.pools import PspPools
+from mpc.elgamal import Ciphertext, PublicKey
+from mpc.elgamal.curve import CurvePrivateKey
+from mpc.elgamal.params import GroupParams
+from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
+from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.v1 import recommend_pb2, steps_pb2, user_pb2
+
+log = logging.getLogger("crm.recommender.service")
+
+REC_KIND = "rec"
+RESULT_KIND = "recommendations"
+DATA_VERSION_KEY = "rec:data_version"
+RESULT_META_PREFIX = "rec:result:"
+
+
+# -- public parameters ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class RecParams:
+    """The recommender's public parameters, shared by the servers and every user."""
+
+    users: tuple[str, ...]
+    items: tuple[str, ...]
+    dense_items: tuple[str, ...]
+    shift: int
+    levels: int
+    lo: int
+    delta: int
+    key_bits: int
+
+    def __post_init__(self) -> None:
+        if not self.users or len(set(self.users)) != len(self.users):
+            raise ParameterError("recommender parameters: users must be a non-empty list without repeats")
+        if not self.items or len(set(self.items)) != len(self.items):
+            raise ParameterError("recommender parameters: items must be a non-empty list without repeats")
+        if not self.dense_items or not set(self.dense_items) <= set(self.items):
+            raise ParameterError("recommender parameters: dense items must be items")
+        if len(set(self.dense_items)) != len(self.dense_items):
+            raise ParameterError("recommender parameters: a dense item is repeated")
+        if self.shift < 0 or self.levels < 1 or self.delta < 0:
+            raise ParameterError("recommender parameters: shift >= 0, levels >= 1 and delta >= 0")
+
+    # -- (de)serialisation ---------------------------------------------------------------
+    def core(self) -> dict[str, Any]:
+        return {
+            "users": list(self.users),
+            "items": list(self.items),
+            "dense_items": list(self.dense_items),
+            "shift": self.shift,
+            "levels": self.levels,
+            "lo": self.lo,
+            "delta": self.delta,
+            "key_bits": self.key_bits,
+        }
+
+    @property
+    def layout_version(self) -> int:
+        """31-bit hash of the public parameters (tags every upload)."""
+        text = json.dumps(self.core(), sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(b"mpc-crm/recommender/v1|" + text.encode()).digest()
+        return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.core(), "layout_version": self.layout_version}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RecParams:
+        try:
+            out = cls(
+                users=tuple(str(u) for u in raw["users"]),
+                items=tuple(str(i) for i in raw["items"]),
+                dense_items=tuple(str(i) for i in raw["dense_items"]),
+                shift=int(raw["shift"]),
+                levels=int(raw["levels"]),
+                lo=int(raw["lo"]),
+                delta=int(raw["delta"]),
+                key_bits=int(raw["key_bits"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ParameterError(f"recommender parameters: missing or malformed {exc}") from None
+        if "layout_version" in raw and int(raw["layout_version"]) != out.layout_version:
+            raise ParameterError("recommender parameters: layout_version does not match the parameters")
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> RecParams:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"cannot read recommender parameters {path}: {exc}") from exc
+        return cls.from_dict(raw)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def from_ratings(cls, r: Any, dense_items: Sequence[str], shift: int, delta: int, key_bits: int) -> RecParams:
+        """From a :class:`~crm.recommender.data.Ratings` (user and item order as there)."""
+        return cls(tuple(r.users), tuple(r.items), tuple(dense_items), shift, r.levels, r.lo, delta, key_bits)
+
+    # -- derived --------------------------------------------------------------------------
+    def layout(self, group: GroupParams) -> RecLayout:
+        if group.bits != self.key_bits:
+            raise ParameterError(f"recommender parameters are for {self.key_bits}-bit keys, not {group.bits}")
+        return RecLayout(
+            group,
+            len(self.users),
+            len(self.items),
+            len(self.dense_items),
+            self.shift,
+            self.levels,
+            max_neighbours=max(1, len(self.users) - 1),
+        )
+
+    def position(self, user: str) -> int:
+        try:
+            return self._positions()[user]
+        except KeyError:
+            raise ParameterError(f"user {user!r} is not among the recommender's users") from None
+
+    def _positions(self) -> dict[str, int]:
+        cache = self.__dict__.get("_pos")
+        if cache is None:
+            cache = {u: k for k, u in enumerate(self.users)}
+            object.__setattr__(self, "_pos", cache)
+        return cache
+
+
+# -- user side ------------------------------------------------------------------------------
+def encode_user(params: RecParams, own: Mapping[str, int]) -> tuple[list[int], list[int]]:
+    """A user's dense vector v and shifted rating row d from its own ratings (original scale).
+
+    ``v_j = (d_j << shift) // isqrt(sum d^2)`` over the public dense items (zeros
+    when it has rated none of them), as in :func:`crm.recommender.plain.dense_vectors`.
+    """
+    d: dict[str, int] = {}
+    for item, rating in own.items():
+        x = int(rating) - params.lo + 1
+        if not 1 <= x <= params.levels:
+            raise ParameterError(f"rating {rating} of item {item!r} is outside the public scale")
+        d[str(item)] = x
+    unknown = set(d) - set(params.items)
+    if unknown:
+        raise ParameterError(f"items not in the public item list: {sorted(unknown)[:5]}")
+    d_row = [d.get(i, 0) for i in params.items]
+    dd = [d.get(i, 0) for i in params.dense_items]
+    q = math.isqrt(sum(x * x for x in dd))
+    dense = [(x << params.shift) // q if q else 0 for x in dd]
+    return dense, d_row
+
+
+def upload_plaintexts(params: RecParams, layout: RecLayout, user: str, own: Mapping[str, int]) -> list[int]:
+    """What user ``user`` encrypts and uploads as kind "rec"."""
+    dense, d_row = encode_user(params, own)
+    return user_plaintexts(layout, params.position(user), dense, d_row)
+
+
+def rank_own(
+    params: RecParams, layout: RecLayout, plains: Sequence[int], own: Mapping[str, int], k: int = 0
+) -> list[Recommendation]:
+    """User: decode the decrypted aggregate and rank the items it has not rated.
+
+    Order as :func:`crm.recommender.plain.rank`: sum/count descending (exactly),
+    count descending, item order; the first ``k`` (0: all).
+    """
+    from fractions import Fraction
+
+    sums, counts = decode_aggregate(layout, plains)
+    rated = {str(i) for i in own}
+    cand = [i for i, item in enumerate(params.items) if item not in rated and counts[i] > 0]
+    cand.sort(key=lambda i: (-Fraction(sums[i], counts[i]), -counts[i], i))
+    if k:
+        cand = cand[:k]
+    return [Recommendation(params.items[i], sums[i], counts[i], params.lo) for i in cand]
+
+
+async def upload_ratings(client: Any, params: RecParams, own: Mapping[str, int], pk: PublicKey | None = None) -> int:
+    """Encrypt a user's recommender upload locally and send it (``client``: a UserClient)."""
+    pk = pk or await client.public_key()
+    layout = params.layout(pk.params)
+    plains = upload_plaintexts(params, layout, client.config.name, own)
+    loop = asyncio.get_running_loop()
+    blob = await loop.run_in_executor(None, lambda: pk.ciphertexts_to_bytes([pk.encrypt(m) for m in plains]))
+    return int(await client.upload_ciphertexts(REC_KIND, blob, len(plains), params.layout_version))
+
+
+async def fetch_recommendations(
+    client: Any, params: RecParams, own: Mapping[str, int], k: int = 0
+) -> tuple[list[Recommendation], list[int], list[int]]:
+    """Fetch, decrypt (both partials) and rank; returns (ranked, sums, counts)."""
+    plains = await client.fetch(RESULT_KIND)
+    pk = await client.public_key()
+    layout = params.layout(pk.params)
+    if len(plains) != layout.n_rating_ciphertexts:
+        raise EncodingError(f"{len(plains)} aggregate ciphertexts, expected {layout.n_rating_ciphertexts}")
+    sums, counts = decode_aggregate(layout, plains)
+    return rank_own(params, layout, plains, own, k), sums, counts
+
+
+# -- protocol "replicate" ---------------------------------------------------------------------
+class SpReplicate:
+    async def run(self, ctx: SessionContext) -> object:
+        header: user_pb2.UploadChunk = ctx.inputs["record"]
+        await ctx.send("psp", "record", header.SerializeToString())
+        ack = steps_pb2.DeliverReady.FromString(await ctx.receive("psp", "stored"))
+        return int(ack.count)
+
+
+class PspReplicate:
+    async def run(self, ctx: SessionContext) -> object:
+        service: RecommenderService = ctx.inputs["service"]
+        user: str = ctx.inputs["user"]
+        try:
+            msg = user_pb2.UploadChunk.FromString(await ctx.receive("sp", "record"))
+        except Exception as exc:
+            raise EncodingError(f"malformed replicated record: {exc}") from exc
+        version = await service.keep_replica(user, msg)
+        await ctx.send("sp", "stored", steps_pb2.DeliverReady(count=version).SerializeToString())
+        return version
+
+
+@register_protocol
+class Replicate(ProtocolSpec):
+    """SP -> PSP: one user's upload (``record``: an UploadChunk with the whole blob);
+    the PSP stores it in its own store and answers ``stored`` with its version.
+
+    Start inputs: a DeliverInputs whose ``user_id`` names the user (``delivery_id``
+    is a random tag). Leakage: the PSP sees what the SP sees (user id, sizes, the
+    ciphertexts under the joint key).
+    """
+
+    name = "replicate"
+    roles = ("sp", "psp")
+    steps = (Step("record", "sp", "psp"), Step("stored", "psp", "sp"))
+    role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpReplicate, "psp": PspReplicate}
+
+    @classmethod
+    def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
+        if getattr(party, "role", None) != "psp":
+            raise ProtocolError("records are replicated from the SP to the PSP only")
+        service = getattr(party, "recommender", None)
+        if service is None:
+            raise ProtocolError("this PSP has no recommender configured (config key 'recommender')")
+        try:
+            start = steps_pb2.DeliverInputs.FromString(raw)
+        except Exception as exc:
+            raise EncodingError(f"malformed replicate inputs: {exc}") from exc
+        service.params.position(start.user_id)
+        return {"service": service, "user": start.user_id}
+
+
+# -- the servers' side ---------------------------------------------------------------------------
+def _zero(pk: PublicKey) -> Ciphertext:
+    """The trivial encryption of 0, (1, 1): the same on both servers, for users with no upload."""
+    return Ciphertext(pk, gmpy2.mpz(1), gmpy2.mpz(1))
+
+
+class RecommenderService:
+    """One server's recommender state: records, blocks, the upload, fetch and responder hooks."""
+
+    def __init__(self, party: Any, path: str | Path) -> None:
+        self.party = party
+        self.params = RecParams.load(path)
+        self.layout = self.params.layout(party.params)
+        self.records: dict[int, UserRecord] = {}
+        self._blocks: list[list[Ciphertext]] | None = None
+        self._stale: set[int] = set()
+        self._loaded = False
+        self.lock = asyncio.Lock()
+        self.stats: dict[str, Any] = {"computed": 0, "cache_hits": 0, "compute_s": 0.0, "replicas": 0}
+        party.stats["recommender"] = self.stats
+        if party.role == "sp":
+            party.upload_handlers[REC_KIND] = self.upload
+            party.fetch_handlers[RESULT_KIND] = self.ensure_result
+        else:
+            party.responders["recommend"] = self.psp_recommend_inputs
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def store(self) -> Any:
+        return self.party.store
+
+    def _load_sync(self) -> None:
+        """Read every stored upload of the current layout (at first use, after a restart)."""
+        if self._loaded:
+            return
+        pk, _ = self.party.require_key()
+        lv, n = self.params.layout_version, self.layout.upload_count
+        for pos, user in enumerate(self.params.users):
+            rec = self.store.get_record(user, REC_KIND)
+            if rec is not None and rec.layout_version == lv and rec.count == n:
+                self.records[pos] = UserRecord.split(self.layout, pk.ciphertexts_from_bytes(rec.blob, rec.count))
+        self._loaded = True
+        self._blocks = None
+
+    def _block_row(self, pk: PublicKey, b: int) -> list[Ciphertext]:
+        k = self.layout.users_per_block
+        members = [self.records[p] for p in range(b * k, min((b + 1) * k, self.layout.n_users)) if p in self.records]
+        row = []
+        for j in range(self.layout.dense):
+            acc = _zero(pk)
+            for rec in members:
+                acc = acc + rec.dense[j]
+            row.append(acc)
+        return row
+
+    def _ready_sync(self) -> tuple[list[UserRecord], list[list[Ciphertext]]]:
+        """Every user's record (zeros for the missing) and the blocks, stale ones rebuilt."""
+        pk, _ = self.party.require_key()
+        self._load_sync()
+        if self._blocks is None:
+            self._blocks = [self._block_row(pk, b) for b in range(self.layout.n_blocks)]
+            self._stale.clear()
+        for b in sorted(self._stale):
+            self._blocks[b] = self._block_row(pk, b)
+        self._stale.clear()
+        z = _zero(pk)
+        empty = UserRecord(z, [z] * self.layout.dense, [z] * self.layout.n_rating_ciphertexts)
+        records = [self.records.get(p, empty) for p in range(self.layout.n_users)]
+        return records, list(self._blocks)
+
+    async def _ready(self) -> tuple[list[UserRecord], list[list[Ciphertext]]]:
+        return await self.party.run_crypto(self._ready_sync)
+
+    def data_version(self) -> int:
+        return int(self.store.get_meta(DATA_VERSION_KEY) or 0)
+
+    def _check(self, user: str, layout_version: int, count: int) -> int:
+        pos = self.params.position(user)
+        if layout_version != self.params.layout_version:
+            raise ParameterError(
+                f"upload of kind {REC_KIND!r} for layout version {layout_version}; "
+                f"the recommender's current parameters have layout version {self.params.layout_version}"
+            )
+        if count != self.layout.upload_count:
+            raise ParameterError(
+                f"a recommender upload has {self.layout.upload_count} ciphertexts for these parameters, not {count}"
+            )
+        return pos
+
+    def _keep_sync(self, user: str, pos: int, layout_version: int, blob: bytes, record: UserRecord) -> int:
+        """Store one user's record (durably first), then update memory and mark its block stale."""
+        self._load_sync()
+        self.store.set_meta(DATA_VERSION_KEY, str(self.data_version() + 1))  # before: never a stale result
+        pk = record.target.pk
+        version = self.store.put_record(
+            user, REC_KIND, layout_version, self.layout.upload_count, pk.ciphertext_bytes, blob
+        )
+        self.records[pos] = record
+        self._stale.add(self.layout.block_of(pos)[0])
+        return int(version)
+
+    # -- SP: upload ----------------------------------------------------------------------
+    async def upload(self, user: str, header: user_pb2.UploadChunk, cts: list[Ciphertext], blob: bytes) -> int:
+        pos = self._check(user, header.layout_version, header.count)
+        record = UserRecord.split(self.layout, cts)
+        async with self.lock:
+            t0 = time.perf_counter()
+            await self.party.start_session(
+                "replicate",
+                steps_pb2.DeliverInputs(user_id=user, delivery_id=secrets.token_hex(8)),
+                {
+                    "record": user_pb2.UploadChunk(
+                        kind=REC_KIND,
+                        layout_version=header.layout_version,
+                        count=header.count,
+                        total_size=len(blob),
+                        data=blob,
+                    )
+                },
+            )
+            version = await self.party.run_crypto(self._keep_sync, user, pos, header.layout_version, blob, record)
+            self.stats["replicas"] += 1
+        log.info("sp: %s uploaded recommender data (version %d, replicated in %.3f s)", user, version,
+                 time.perf_counter() - t0)
+        return version
+
+    # -- PSP: replica ----------------------------------------------------------------------
+    async def keep_replica(self, user: str, msg: user_pb2.UploadChunk) -> int:
+        pk, _ = self.party.require_key()
+        if msg.kind != REC_KIND:
+            raise ParameterError(f"replicated record of kind {msg.kind!r}, expected {REC_KIND!r}")
+        pos = self._check(user, msg.layout_version, msg.count)
+        if len(msg.data) != msg.count * pk.ciphertext_bytes or msg.total_size != len(msg.data):
+            raise EncodingError("replicated record: size does not match its count")
+        cts = await self.party.run_crypto(pk.ciphertexts_from_bytes, msg.data, msg.count)
+        record = UserRecord.split(self.layout, cts)
+        async with self.lock:
+            version = await self.party.run_crypto(self._keep_sync, user, pos, msg.layout_version, msg.data, record)
+            await self._ready()  # rebuild the stale block now: a query's inputs are taken synchronously
+            self.stats["replicas"] += 1
+        return version
+
+    # -- SP: compute and cache -------------------------------------------------------------
+    def _cached_sync(self, user: str) -> bool:
+        res = self.store.get_result(user, RESULT_KIND)
+        if res is None:
+            return False
+        return self.store.get_meta(RESULT_META_PREFIX + user) == str(self.data_version())
+
+    async def ensure_result(self, user: str, time_left: float | None = None) -> bool:
+        """Make ``user``'s stored recommendations current; returns True if they were cached."""
+        pos = self.params.position(user)
+        async with self.lock:
+            if await self.party.run_crypto(self._cached_sync, user):
+                self.stats["cache_hits"] += 1
+                return True
+            await self._compute_locked(user, pos, time_left)
+            return False
+
+    async def _compute_locked(self, user: str, pos: int, time_left: float | None) -> None:
+        pk, share = self.party.require_key()
+        records, blocks = await self._ready()
+        if pos not in self.records:
+            raise NotFound(f"{user!r} has not uploaded its recommender data (kind {REC_KIND!r}) yet")
+        data_version = await self.party.run_crypto(self.data_version)
+        source = await self.party.run_crypto(self.store.get_record, user, REC_KIND)
+        t0 = time.perf_counter()
+        result = await self.party.start_session(
+            "recommend",
+            recommend_pb2.RecommendInputs(layout_version=self.params.layout_version, comparisons=self.layout.n_users),
+            {
+                "layout": self.layout,
+                "pk": pk,
+                "share": share,
+                "records": records,
+                "blocks": blocks,
+                "target": pos,
+                "delta": self.params.delta,
+                "run_crypto": self.party.run_crypto,
+            },
+            timeout=time_left,
+        )
+        dt = time.perf_counter() - t0
+        self.stats["computed"] += 1
+        self.stats["compute_s"] += dt
+
+        def keep() -> None:
+            blob = pk.ciphertexts_to_bytes(result)
+            if self.store.put_result(
+                user, RESULT_KIND, REC_KIND, source.version, len(result), pk.ciphertext_bytes, blob
+            ):
+                self.store.set_meta(RESULT_META_PREFIX + user, str(data_version))
+
+        await self.party.run_crypto(keep)
+        log.info("sp: recommendations for %s computed in %.2f s", user, dt)
+
+    async def precompute_all(self, users: Sequence[str] | None = None) -> int:
+        """Compute (or confirm cached) recommendations of every uploaded user; returns how many were computed."""
+        computed = 0
+        for user in users if users is not None else self.params.users:
+            pos = self.params.position(user)
+            await self.party.run_crypto(self._load_sync)
+            if pos in self.records and not await self.ensure_result(user):
+                computed += 1
+        return computed
+
+    # -- PSP: responder of "recommend" ------------------------------------------------------
+    def psp_recommend_inputs(self, raw: bytes) -> dict[str, Any]:
+        try:
+            start = recommend_pb2.RecommendInputs.FromString(raw)
+        except Exception as exc:
+            raise EncodingError(f"malformed recommend inputs: {exc}") from exc
+        if start.layout_version != self.params.layout_version or start.comparisons != self.layout.n_users:
+            raise ParameterError(
+                f"the SP asks for layout version {start.layout_version} over {start.comparisons} users; this PSP "
+                f"has {self.params.layout_version} over {self.layout.n_users}"
+            )
+        pk, share = self.party.require_key()
+        records, blocks = self._ready_sync()  # normally nothing left to do: replicas rebuild their block
+        key = getattr(self.party, "curve_key", None)
+        if key is None:
+            key = CurvePrivateKey.generate()
+            self.party.curve_key = key
+        pools = getattr(self.party, "compare_pools", None)
+        if pools is None or pools.key.to_bytes() != key.to_bytes():
+            pools = PspPools(key)
+            self.party.compare_pools = pools
+        return {
+            "layout": self.layout,
+            "pk": pk,
+            "share": share,
+            "records": records,
+            "blocks": blocks,
+            "curve_key": key,
+            "compare_pools": pools,
+            "run_crypto": self.party.run_crypto,
+        }

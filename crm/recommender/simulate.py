@@ -1,0 +1,350 @@
+"""``mpc-crm simulate --ratings FILE``: the private recommender across real processes.
+
+The parent reads the ratings (the first ``--users`` users in user order),
+writes the public parameters (``rec.json``) and a deployment whose servers load
+them, starts the PSP and the SP, then:
+
+1. upload: ``--workers`` worker processes (this module's ``upload`` command),
+   each acting for a share of the users with each user's own certificate: the
+   user encodes its own ratings, encrypts and uploads them (kind "rec"); the SP
+   replicates each record to the PSP;
+2. fetch: one worker process fetches every target's recommendations in turn
+   (the SP computes on demand, protocol "recommend"; delivery through both
+   partial decryptions), decodes and ranks them locally;
+3. the parent compares each target's decrypted sums and counts and its ranked
+   list with the plaintext oracle (threshold mode) and writes the JSON report.
+
+The number of neighbours is not part of the private protocol's output (only
+per-item sums and counts are), so the report gives ``"neighbours": null``; the
+oracle's neighbour ids are listed under ``plain``.
+
+A worker learns only the ratings of the users it acts for (``ratings.json``
+holds every user's ratings because one machine plays everybody; a worker reads
+its own users' entries only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mpc.errors import MpcError, ParameterError
+
+DEFAULT_THRESHOLD = "1/2"
+
+
+# -- parent -----------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    from crm.recommender.data import load_ratings, parse_scale
+
+    scale = parse_scale(args.scale) if args.scale else None
+    full = load_ratings(args.ratings, scale)
+    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mpc-rec-sim-"))
+    try:
+        report = RecSimulation(root, args, full).run()
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(root, ignore_errors=True)
+    out = args.out or args.json_out
+    if out:
+        Path(out).write_text(json.dumps(report, indent=1))
+    return 0 if report["ok"] else 1
+
+
+def _subset(full: Any, n: int | None) -> Any:
+    from crm.recommender.data import build_ratings
+
+    users = full.users if n is None else full.users[:n]
+    if n is not None and not 2 <= n <= len(full.users):
+        raise ParameterError(f"--users must be in 2..{len(full.users)} (users in {full.source})")
+    triples = []
+    for u in users:
+        row = full.d[full.user_index[u]]
+        for i, item in enumerate(full.items):
+            if row[i]:
+                triples.append((u, item, int(row[i]) - 1 + full.lo))
+    return build_ratings(triples, scale=(full.lo, full.hi), source=full.source)
+
+
+def _targets(users: list[str], spec: str) -> list[str]:
+    if spec == "all":
+        return list(users)
+    try:
+        t = int(spec)
+    except ValueError:
+        raise ParameterError(f"--targets {spec!r}: a number or 'all'") from None
+    if not 1 <= t <= len(users):
+        raise ParameterError(f"--targets must be in 1..{len(users)}")
+    return [users[k * len(users) // t] for k in range(t)]  # spread over user order
+
+
+def _own(r: Any, u: str) -> dict[str, int]:
+    row = r.d[r.user_index[u]]
+    return {r.items[i]: int(row[i]) - 1 + r.lo for i in range(len(r.items)) if row[i]}
+
+
+class RecSimulation:
+    def __init__(self, root: Path, args: argparse.Namespace, full: Any) -> None:
+        from mpc.parties.simulate import Simulation
+
+        self.root = root
+        self.args = args
+        self.r = _subset(full, args.users)
+        self.sim = Simulation(root, args)  # reuse its process handling (spawn, stop, kill)
+        self.phases: dict[str, float] = {}
+
+    def spawn_module(self, name: str, argv: list[str]) -> Any:
+        """A worker: ``python -m crm.recommender.simulate ...``, stdout to logs/NAME.out."""
+        from mpc.parties.simulate import Child, _die_with_parent
+
+        logs = self.root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        err = open(logs / f"{name}.log", "wb")  # noqa: SIM115
+        out = open(logs / f"{name}.out", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "crm.recommender.simulate", *argv],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        child = Child(name, proc, logs / f"{name}.log", out)
+        self.sim.children.append(child)
+        return child
+
+    def _wait(self, workers: list[Any], servers: list[Any], deadline: float) -> list[dict[str, Any]]:
+        pending = list(workers)
+        while pending:
+            self.sim.check_servers(servers)
+            for c in list(pending):
+                if c.proc.poll() is not None:
+                    pending.remove(c)
+            if time.monotonic() > deadline:
+                raise MpcError(f"timed out waiting for {len(pending)} worker(s); logs in {self.root / 'logs'}")
+            time.sleep(0.05)
+        reports = []
+        for c in workers:
+            c.out.close()
+            text = (self.root / "logs" / f"{c.name}.out").read_text().strip()
+            try:
+                reports.append(json.loads(text.splitlines()[-1]))
+            except (ValueError, IndexError):
+                raise MpcError(f"worker {c.name} exited {c.proc.returncode} without a report:\n{c.tail()}") from None
+            if not reports[-1].get("ok"):
+                raise MpcError(f"worker {c.name} failed: {reports[-1].get('error')}")
+        return reports
+
+    def run(self) -> dict[str, Any]:
+        from crm.recommender.plain import PlainParams, Recommender
+        from crm.recommender.service import RecParams
+        from mpc.parties.deploy import write_deployment
+
+        a, r = self.args, self.r
+        threshold = a.threshold if a.threshold is not None else DEFAULT_THRESHOLD
+        plain = PlainParams(dense=a.dense, shift=a.shift, threshold=threshold, k=0)
+        oracle = Recommender(r, plain)
+        params = RecParams.from_ratings(r, oracle.dense_items, a.shift, plain.delta, a.key_bits)  # type: ignore[arg-type]
+        targets = _targets(list(r.users), a.targets)
+        workers = max(1, min(a.workers, len(r.users)))
+        print(
+            f"Recommender simulation in {self.root}: {len(r.users)} users, {len(r.items)} items, "
+            f"{a.key_bits}-bit keys, delta {plain.delta}, {len(targets)} target(s), {workers} upload worker(s)"
+        )
+        deadline = time.monotonic() + a.timeout
+        ok = False
+        try:
+            t = time.perf_counter()
+            self.root.mkdir(parents=True, exist_ok=True)
+            params.save(self.root / "rec.json")
+            (self.root / "ratings.json").write_text(json.dumps({u: _own(r, u) for u in r.users}))
+            dep = write_deployment(
+                self.root, list(r.users), key_bits=a.key_bits, deadline_s=a.deadline, recommender=self.root / "rec.json"
+            )
+            self.phases["certificates_and_configs"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            psp = self.sim.spawn("psp", ["-v", "party", "--role", "psp", "--config", str(dep.psp_config)])
+            sp = self.sim.spawn("sp", ["-v", "party", "--role", "sp", "--config", str(dep.sp_config)])
+            servers = [psp, sp]
+            self.sim._wait_for_keys(dep, servers, deadline)
+            self.phases["start_and_keygen"] = time.perf_counter() - t
+            print(f"  servers up, joint key in {self.phases['start_and_keygen']:.2f} s")
+
+            common = ["--params", str(self.root / "rec.json"), "--ratings", str(self.root / "ratings.json"),
+                      "--configs", str(self.root / "users")]
+            t = time.perf_counter()
+            shares = [list(r.users)[k::workers] for k in range(workers)]
+            ups = [self.spawn_module(f"upload-{k}", ["upload", *common, "--users", ",".join(s)])
+                   for k, s in enumerate(shares)]
+            up_reports = self._wait(ups, servers, deadline)
+            self.phases["upload"] = time.perf_counter() - t
+            print(f"  {len(r.users)} users uploaded in {self.phases['upload']:.2f} s")
+
+            t = time.perf_counter()
+            fetcher = self.spawn_module("fetch", ["fetch", *common, "--users", ",".join(targets)])
+            (fetch_report,) = self._wait([fetcher], servers, deadline)
+            self.phases["fetch_targets"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            self.sim._stop(servers)
+            self.phases["shutdown"] = time.perf_counter() - t
+            stats = {c.name: _read_json(self.root / c.name / "stats.json") for c in servers}
+        finally:
+            self.sim._kill_all()
+
+        out_targets: dict[str, Any] = {}
+        for u in targets:
+            got = fetch_report["targets"][u]
+            exp = oracle.recommend(u)
+            match = (
+                got["sums"] == [int(x) for x in exp.sums]
+                and got["counts"] == [int(x) for x in exp.counts]
+                and got["recommendations"] == [x.to_dict() for x in exp.recommendations]
+            )
+            out_targets[u] = {
+                "neighbours": None,
+                "recommendations": got["recommendations"],
+                "plain": {"neighbours": exp.neighbours, "recommendations": [x.to_dict() for x in exp.recommendations]},
+                "match": match,
+                "fetch_s": got["fetch_s"],
+            }
+        ok = all(t["match"] for t in out_targets.values())
+        fetch_times = [t["fetch_s"] for t in out_targets.values()]
+        report = {
+            "ok": ok,
+            "params": {
+                "ratings": str(a.ratings),
+                "users": len(r.users),
+                "items": len(r.items),
+                "dense": a.dense,
+                "shift": a.shift,
+                "threshold": str(threshold),
+                "delta": plain.delta,
+                "lo": r.lo,
+                "hi": r.hi,
+                "key_bits": a.key_bits,
+                "layout_version": params.layout_version,
+                "targets": len(targets),
+                "upload_workers": workers,
+            },
+            "targets": out_targets,
+            "per_target_s": sum(fetch_times) / len(fetch_times),
+            "first_fetch_s": fetch_times,
+            "cached_fetch_s": fetch_report.get("cached_fetch_s"),
+            "phases_s": self.phases,
+            "bytes_sent": {
+                "sp": stats.get("sp", {}).get("bytes_sent", 0),
+                "psp": stats.get("psp", {}).get("bytes_sent", 0),
+                "users": sum(int(x.get("bytes_sent", 0)) for x in [*up_reports, fetch_report]),
+            },
+            "server_stats": {k: v.get("recommender") for k, v in stats.items()},
+        }
+        self._print(report)
+        return report
+
+    def _print(self, rep: dict[str, Any]) -> None:
+        print()
+        for k, v in rep["phases_s"].items():
+            print(f"  {k:<28} {v:8.2f} s")
+        print(f"  per target (compute + delivery): {rep['per_target_s']:.2f} s")
+        b = rep["bytes_sent"]
+        print(f"Bytes sent: SP {b['sp']:,}, PSP {b['psp']:,}, users {b['users']:,}")
+        good = sum(1 for t in rep["targets"].values() if t["match"])
+        print(f"Targets equal to the plaintext oracle: {good}/{len(rep['targets'])}")
+        print("OK" if rep["ok"] else "FAILED")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# -- workers (child processes) -----------------------------------------------------------------
+async def _upload_worker(args: argparse.Namespace) -> dict[str, Any]:
+    from crm.recommender.service import RecParams, upload_ratings
+    from mpc.parties.user import UserClient, UserConfig
+
+    params = RecParams.load(args.params)
+    users = [u for u in args.users.split(",") if u]
+    everyone = json.loads(Path(args.ratings).read_text())
+    own = {u: everyone[u] for u in users}
+    del everyone
+    sent = 0
+    first = UserClient(UserConfig.load(Path(args.configs) / f"{users[0]}.toml"))
+    try:
+        pk = await first.public_key(wait_s=60.0, precompute=True)
+        sent += first.bytes_sent
+    finally:
+        await first.close()
+    sem = asyncio.Semaphore(args.concurrency)
+    times: list[float] = []
+
+    async def one(u: str) -> None:
+        nonlocal sent
+        async with sem, UserClient(UserConfig.load(Path(args.configs) / f"{u}.toml")) as client:
+            t = time.perf_counter()
+            await upload_ratings(client, params, own[u], pk=pk)
+            times.append(time.perf_counter() - t)
+            sent += client.bytes_sent
+
+    await asyncio.gather(*(one(u) for u in users))
+    return {"ok": True, "users": len(users), "upload_s": times, "bytes_sent": sent}
+
+
+async def _fetch_worker(args: argparse.Namespace) -> dict[str, Any]:
+    from crm.recommender.service import RecParams, fetch_recommendations
+    from mpc.parties.user import UserClient, UserConfig
+
+    params = RecParams.load(args.params)
+    everyone = json.loads(Path(args.ratings).read_text())
+    out: dict[str, Any] = {}
+    sent = 0
+    cached: list[float] = []
+    for k, u in enumerate(u for u in args.users.split(",") if u):
+        own = everyone[u]
+        async with UserClient(UserConfig.load(Path(args.configs) / f"{u}.toml")) as client:
+            await client.public_key(wait_s=60.0)
+            t = time.perf_counter()
+            ranked, sums, counts = await fetch_recommendations(client, params, own)
+            dt = time.perf_counter() - t
+            if k == 0:  # once: the second fetch comes from the SP's cache
+                t = time.perf_counter()
+                again, _, _ = await fetch_recommendations(client, params, own)
+                cached.append(time.perf_counter() - t)
+                if again != ranked:
+                    raise MpcError(f"{u}: the cached recommendations differ from the computed ones")
+            sent += client.bytes_sent
+        out[u] = {"recommendations": [x.to_dict() for x in ranked], "sums": sums, "counts": counts, "fetch_s": dt}
+    return {"ok": True, "targets": out, "cached_fetch_s": cached, "bytes_sent": sent}
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m crm.recommender.simulate", description="simulation worker")
+    p.add_argument("action", choices=("upload", "fetch"))
+    p.add_argument("--params", required=True)
+    p.add_argument("--ratings", required=True)
+    p.add_argument("--configs", required=True, help="directory of the users' TOML configs")
+    p.add_argument("--users", required=True, help="comma-separated user ids this worker acts for")
+    p.add_argument("--concurrency", type=int, default=8)
+    args = p.parse_args(argv)
+    try:
+        fn = _upload_worker if args.action == "upload" else _fetch_worker
+        report = asyncio.run(fn(args))
+    except MpcError as exc:
+        report = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(report), flush=True)
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())
