@@ -344,6 +344,11 @@ class _SinkPeer:
             self.mailbox.open_session(req.session)
         return peer_pb2.SessionAck(session=req.session)
 
+    async def Abort(self, req: Any, ident: Any, ctx: Any) -> Any:
+        from mpc.v1 import peer_pb2
+
+        return peer_pb2.SessionAck(session=req.session)
+
     async def Deliver(self, chunks: Any, ident: Any, ctx: Any) -> Any:
         from mpc.errors import EncodingError
         from mpc.v1 import peer_pb2
