@@ -14,9 +14,14 @@ $(STAMP): pyproject.toml setup.py $(wildcard proto/mpc/v1/*.proto)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
+DATA ?= ../shared/data
+
 demo: $(STAMP)
 	$(BIN)/mpc-crm demo
 	$(BIN)/mpc-crm simulate --users 4 --values 8 --key-bits 2048
+	$(BIN)/mpc-crm simulate --ratings $(DATA)/movietweetings-top1000.csv --users 100 --targets 3 \
+	    --key-bits 2048 --titles $(DATA)/movietweetings-top1000-items.csv
+	$(BIN)/mpc-crm recommend --copurchase $(DATA)/groceries.csv --product "whole milk" --product "bottled beer" --k 5
 
 test: $(STAMP)
 	$(BIN)/ruff check mpc crm scripts tests

@@ -74,16 +74,22 @@ def _subset(full: Any, n: int | None) -> Any:
     return build_ratings(triples, scale=(full.lo, full.hi), source=full.source)
 
 
-def _targets(users: list[str], spec: str) -> list[str]:
+def _targets(users: list[str], spec: str, eligible: list[str] | None = None) -> list[str]:
+    """``all``, or N targets spread over user order among ``eligible`` users.
+
+    Users who rated none of the dense items have similarity 0 with everyone
+    (no neighbours above a positive threshold); they are chosen only by ``all``.
+    """
     if spec == "all":
         return list(users)
     try:
         t = int(spec)
     except ValueError:
         raise ParameterError(f"--targets {spec!r}: a number or 'all'") from None
-    if not 1 <= t <= len(users):
-        raise ParameterError(f"--targets must be in 1..{len(users)}")
-    return [users[k * len(users) // t] for k in range(t)]  # spread over user order
+    pool = eligible or users
+    if not 1 <= t <= len(pool):
+        raise ParameterError(f"--targets must be in 1..{len(pool)}")
+    return [pool[k * len(pool) // t] for k in range(t)]  # spread over user order
 
 
 def _own(r: Any, u: str) -> dict[str, int]:
@@ -152,7 +158,8 @@ class RecSimulation:
         plain = PlainParams(dense=a.dense, shift=a.shift, threshold=threshold, k=0)
         oracle = Recommender(r, plain)
         params = RecParams.from_ratings(r, oracle.dense_items, a.shift, plain.delta, a.key_bits)  # type: ignore[arg-type]
-        targets = _targets(list(r.users), a.targets)
+        eligible = [u for i, u in enumerate(r.users) if oracle.vectors[i].any()]
+        targets = _targets(list(r.users), a.targets, eligible)
         workers = max(1, min(a.workers, len(r.users)))
         print(
             f"Recommender simulation in {self.root}: {len(r.users)} users, {len(r.items)} items, "
@@ -257,9 +264,24 @@ class RecSimulation:
         print(f"  per target (compute + delivery): {rep['per_target_s']:.2f} s")
         b = rep["bytes_sent"]
         print(f"Bytes sent: SP {b['sp']:,}, PSP {b['psp']:,}, users {b['users']:,}")
+        titles = _titles(getattr(self.args, "titles", None))
+        for user, t in rep["targets"].items():
+            recs = t["recommendations"]
+            print(f"user {user}: {len(recs)} recommendations{' (match)' if t['match'] else ' (MISMATCH)'}")
+            for k, rec in enumerate(recs[:5], 1):
+                name = titles.get(rec["item"], rec["item"])
+                print(f"  {k}. {rec['score']:5.2f} ({rec['count']} neighbours)  {name}")
         good = sum(1 for t in rep["targets"].values() if t["match"])
         print(f"Targets equal to the plaintext oracle: {good}/{len(rep['targets'])}")
         print("OK" if rep["ok"] else "FAILED")
+
+
+def _titles(path: str | None) -> dict[str, str]:
+    if not path:
+        return {}
+    from crm.recommender.data import load_titles
+
+    return load_titles(path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rec.add_argument("--workers", type=int, default=2, help="processes sharing the users' uploads (default 2)")
     rec.add_argument("--deadline", type=float, default=600.0, help="the servers' call deadline in seconds (default 600)")
     rec.add_argument("--out", help="write the recommender report (JSON) to this file")
+    rec.add_argument("--titles", help="items CSV with titles, for a readable summary")
 
 
 def run(args: argparse.Namespace) -> int:
