@@ -44,6 +44,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -53,10 +54,10 @@ from typing import Any, ClassVar
 
 import gmpy2
 
-import crm.recommender.protocol  # noqa: F401  (registers "recommend")
 from crm.recommender.plain import Recommendation
 from crm.recommender.private import RecLayout, UserRecord, decode_aggregate, user_plaintexts
-from mpc.comparison.pools import PspPools
+from crm.recommender.protocol import compare_params  # importing it registers "recommend"
+from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, PublicKey
 from mpc.elgamal.curve import CurvePrivateKey
 from mpc.elgamal.params import GroupParams
@@ -313,6 +314,27 @@ def _zero(pk: PublicKey) -> Ciphertext:
     return Ciphertext(pk, gmpy2.mpz(1), gmpy2.mpz(1))
 
 
+CURVE_KEY_FILE = "curve_key.bin"
+
+
+def load_or_create_curve_key(data_dir: Path) -> CurvePrivateKey:
+    """The PSP's own curve key for zero tests: created once, written with mode 0600, reloaded."""
+    path = Path(data_dir) / CURVE_KEY_FILE
+    if path.exists():
+        if path.stat().st_mode & 0o077:
+            raise ParameterError(f"{path} is readable by others: chmod 600 it")
+        return CurvePrivateKey.from_bytes(path.read_bytes())
+    key = CurvePrivateKey.generate()
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.to_bytes())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return key
+
+
 class RecommenderService:
     """One server's recommender state: records, blocks, the upload, fetch and responder hooks."""
 
@@ -327,11 +349,51 @@ class RecommenderService:
         self.lock = asyncio.Lock()
         self.stats: dict[str, Any] = {"computed": 0, "cache_hits": 0, "compute_s": 0.0, "replicas": 0}
         party.stats["recommender"] = self.stats
+        # Randomness of the comparisons, precomputed while the server is idle (one query's worth).
+        plan = compare_params(self.layout).plan
+        self._per_query = {"levels": self.layout.n_users * plan.levels, "terms": self.layout.n_users * plan.terms}
+        self.sp_pools = SpPools()
+        party.pool_target = max(party.pool_target, self.layout.n_users + 4 * self.layout.n_blocks + 64)
         if party.role == "sp":
             party.upload_handlers[REC_KIND] = self.upload
             party.fetch_handlers[RESULT_KIND] = self.ensure_result
+            self.sp_pools.dummies.target = self._per_query["terms"]
+            self.sp_pools.dummies.start(idle=self._idle)
         else:
             party.responders["recommend"] = self.psp_recommend_inputs
+            self.psp_pools()
+
+    def _idle(self) -> bool:
+        return not self.party.active_sessions and self.party.busy == 0
+
+    def psp_pools(self) -> tuple[CurvePrivateKey, PspPools]:
+        """The PSP's zero-test key (kept with mode 0600 in its data directory) and its pools."""
+        key = getattr(self.party, "curve_key", None)
+        if key is None:
+            key = load_or_create_curve_key(self.party.config.data_dir)
+            self.party.curve_key = key
+        pools = getattr(self.party, "compare_pools", None)
+        if pools is None or pools.key.to_bytes() != key.to_bytes():
+            pools = PspPools(key)
+            pools.bits.target = self._per_query["levels"]
+            pools.bits.start(idle=self._idle)
+            self.party.compare_pools = pools
+        return key, pools
+
+    def _start_sp_pools(self) -> None:
+        """After the first query the SP knows the PSP's curve key: precompute its randomizers."""
+        for pool in self.sp_pools._randomizers.values():
+            if pool.target == 0:
+                pool.target = self._per_query["terms"]
+                pool.start(idle=self._idle)
+
+    def stop_pools(self) -> None:
+        pools = [self.sp_pools.dummies, *self.sp_pools._randomizers.values()]
+        psp = getattr(self.party, "compare_pools", None)
+        if psp is not None:
+            pools.append(psp.bits)
+        for pool in pools:
+            pool.stop()
 
     # -- state -------------------------------------------------------------------------
     @property
@@ -486,9 +548,11 @@ class RecommenderService:
                 "target": pos,
                 "delta": self.params.delta,
                 "run_crypto": self.party.run_crypto,
+                "compare_pools": self.sp_pools,
             },
             timeout=time_left,
         )
+        self._start_sp_pools()
         dt = time.perf_counter() - t0
         self.stats["computed"] += 1
         self.stats["compute_s"] += dt
@@ -526,14 +590,7 @@ class RecommenderService:
             )
         pk, share = self.party.require_key()
         records, blocks = self._ready_sync()  # normally nothing left to do: replicas rebuild their block
-        key = getattr(self.party, "curve_key", None)
-        if key is None:
-            key = CurvePrivateKey.generate()
-            self.party.curve_key = key
-        pools = getattr(self.party, "compare_pools", None)
-        if pools is None or pools.key.to_bytes() != key.to_bytes():
-            pools = PspPools(key)
-            self.party.compare_pools = pools
+        key, pools = self.psp_pools()
         return {
             "layout": self.layout,
             "pk": pk,

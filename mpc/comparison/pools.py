@@ -118,21 +118,32 @@ class Pool(Generic[T]):
             "on_demand": self.on_demand,
         }
 
-    def start(self, chunk: int = 64) -> None:
-        """Refill up to the target in a daemon thread whenever the stock drops below half."""
+    def start(self, chunk: int = 64, idle: Callable[[], bool] | None = None) -> None:
+        """Refill in a daemon thread: once below half the target, back up to the target.
+
+        ``idle`` (optional) says whether the process has nothing better to do;
+        the refill waits while it returns False, so that it uses idle time and
+        does not compete with foreground work.
+        """
         if self._thread is not None:
             return
         self._stop.clear()
 
         def loop() -> None:
+            refilling = True
             while not self._stop.is_set():
-                if len(self._items) < self.target:
-                    items = self._produce(min(chunk, self.target - len(self._items)))
+                n = len(self._items)
+                if n < self.target // 2:
+                    refilling = True
+                if refilling and n < self.target and (idle is None or idle()):
+                    items = self._produce(min(chunk, self.target - n))
                     with self._lock:
                         self._items.extend(items)
-                else:
-                    self._wake.wait(0.5)
-                    self._wake.clear()
+                    continue
+                if n >= self.target:
+                    refilling = False
+                self._wake.wait(0.05 if refilling else 0.5)
+                self._wake.clear()
 
         self._thread = threading.Thread(target=loop, name=f"{self.name}-refill", daemon=True)
         self._thread.start()

@@ -121,6 +121,7 @@ class PartyServer:
         self._server: grpc.aio.Server | None = None
         self._channel: grpc.aio.Channel | None = None
         self._health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self.pool_target = 256
         self.recommender: Any = None
         if config.recommender is not None:
             from crm.recommender.service import RecommenderService
@@ -205,6 +206,8 @@ class PartyServer:
         if self.pk is not None:
             # The warm-up (now finished) started the key's zero-pool refill thread: end it.
             self.pk.pool.stop()
+        if self.recommender is not None:
+            self.recommender.stop_pools()
         if self.store is not None:
             self.store.close()
         self.write_stats()
@@ -257,7 +260,9 @@ class PartyServer:
     def _warm_key(self) -> None:
         assert self.pk is not None
         self.pk.encrypt(0)
-        # Encryptions of zero for re-randomisation, computed only while no session runs.
+        # Encryptions of zero for re-randomisation, computed only while no session runs;
+        # a service may ask for a bigger stock (the recommender: one query's worth).
+        self.pk.pool.target = max(self.pk.pool.target, self.pool_target)
         self.pk.pool.start(idle=lambda: not self.active_sessions and self.busy == 0)
 
     def upload_lock(self, user: str) -> asyncio.Lock:
