@@ -294,10 +294,10 @@ def test_pool_never_hands_out_a_pair_twice(pk: PublicKey, shares: list[KeyShare]
     pool = ZeroPool(pk, target=40)
     pool.fill()
     assert len(pool) == 40
-    drawn = [pool.draw() for _ in range(60)]  # 40 from stock, 20 computed on demand
+    drawn = [pool.draw_one() for _ in range(60)]  # 40 from stock, 20 computed on demand
     assert len(pool) == 0
     assert pool.drawn == 60
-    assert pool.computed_on_demand == 20
+    assert pool.on_demand == 20
     assert len({(int(a), int(b)) for a, b in drawn}) == 60
     assert len({int(a) for a, _ in drawn}) == 60
     for z1, z2 in drawn[::10] + drawn[-3:]:
@@ -315,9 +315,9 @@ def test_pool_fill_count_and_extend(pk: PublicKey, shares: list[KeyShare]) -> No
     extra = pk.fresh_zero_pair()
     pool.extend([extra])
     assert len(pool) == 9
-    got = [pool.draw() for _ in range(9)]
+    got = [pool.draw_one() for _ in range(9)]
     assert got[-1] == extra
-    assert pool.computed_on_demand == 0
+    assert pool.on_demand == 0
 
 
 def test_rerandomize_with_empty_pool_is_still_correct(shares: list[KeyShare]) -> None:
@@ -326,7 +326,7 @@ def test_rerandomize_with_empty_pool_is_still_correct(shares: list[KeyShare]) ->
     ct = own.encrypt(55)
     a = own.rerandomize(ct)
     b = own.rerandomize(ct)
-    assert own.pool.computed_on_demand == 2
+    assert own.pool.on_demand == 2
     assert a != b
     assert a.c1 != ct.c1
     assert a.c2 != ct.c2
@@ -348,7 +348,7 @@ def test_pool_background_refill_start_stop(pk: PublicKey, shares: list[KeyShare]
     try:
         pool.start()  # a second start is a no-op
         assert _wait_for(lambda: len(pool) >= 12), "background thread did not fill the pool"
-        drawn = [pool.draw() for _ in range(10)]  # drops below half: the thread wakes up
+        drawn = [pool.draw_one() for _ in range(10)]  # drops below half: the thread wakes up
         assert _wait_for(lambda: len(pool) >= 12), "background thread did not refill"
     finally:
         pool.stop()
@@ -356,8 +356,8 @@ def test_pool_background_refill_start_stop(pk: PublicKey, shares: list[KeyShare]
     stock = len(pool)
     time.sleep(0.2)
     assert len(pool) == stock  # nothing added after stop
-    drawn += [pool.draw() for _ in range(stock)]
-    assert pool.computed_on_demand == 0
+    drawn += [pool.draw_one() for _ in range(stock)]
+    assert pool.on_demand == 0
     assert len({(int(a), int(b)) for a, b in drawn}) == len(drawn)
     for z1, z2 in drawn[::5]:
         assert dec(Ciphertext(pk, z1, z2), shares) == 0
@@ -702,7 +702,7 @@ def test_batch_encryptor(pk: PublicKey, shares: list[KeyShare]) -> None:
     assert len({c.c1 for c in cts}) == len(cts)
     assert [dec(c, shares) for c in cts] == [m % N for m in ms]
     assert len(pk.pool) == before + 6
-    z1, z2 = pk.pool.draw()
+    z1, z2 = pk.pool.draw_one()
     assert dec(Ciphertext(pk, z1, z2), shares) == 0
 
 

@@ -171,10 +171,8 @@ class _Parties:
 
 
 def _pool_counts(pool: Any) -> tuple[int, int]:
-    """(items drawn, items computed on demand) so far, for both kinds of pool."""
-    if hasattr(pool, "on_demand"):
-        return pool.drawn, pool.on_demand
-    return pool.drawn, pool.computed_on_demand
+    """(items drawn, items computed on demand) so far."""
+    return pool.drawn, pool.on_demand
 
 
 def _fill(parties: _Parties, params: cmp.CompareParams, log: Log) -> dict[str, float]:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import gmpy2
@@ -27,6 +26,7 @@ from gmpy2 import f_mod, mpz
 from mpc.elgamal.fixedbase import FixedBaseTable
 from mpc.elgamal.params import GroupParams
 from mpc.errors import DecryptionError, EncodingError, ParameterError
+from mpc.pool import Pool
 
 DEFAULT_WINDOW = 8
 
@@ -127,94 +127,20 @@ class Ciphertext:
         return f"Ciphertext(c1=0x{int(self.c1) & 0xFFFFFFFF:08x}..., {self.pk.params.name})"
 
 
-class ZeroPool:
+class ZeroPool(Pool[tuple[mpz, mpz]]):
     """Precomputed encryptions of zero (g^r, h^r), drawn once each, never reused.
 
     Re-randomising costs one multiplication per component when the pool has
-    stock. :meth:`start` refills it in a background thread (idle time); when it
-    is empty a fresh pair is computed on the spot, never an old one returned.
+    stock. :meth:`start` refills it in a background thread, in idle time
+    (see :class:`mpc.pool.Pool`); when it is empty a fresh pair is computed on
+    the spot, never an old one returned.
     """
 
-    def __init__(self, pk: PublicKey, target: int = 256, idle: Callable[[], bool] | None = None) -> None:
+    chunk = 1  # one pair (about 3 ms at 2048 bits) at a time, so idleness is checked often
+
+    def __init__(self, pk: PublicKey, target: int = 256) -> None:
+        super().__init__(lambda n: [pk.fresh_zero_pair() for _ in range(n)], target, "zero-pool")
         self.pk = pk
-        self.target = target
-        self.idle = idle
-        self._items: deque[tuple[mpz, mpz]] = deque()
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.drawn = 0
-        self.computed_on_demand = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def fill(self, count: int | None = None) -> None:
-        """Compute ``count`` (default: up to the target) pairs now, in this thread."""
-        todo = self.target - len(self._items) if count is None else count
-        for _ in range(max(0, todo)):
-            pair = self.pk.fresh_zero_pair()
-            with self._lock:
-                self._items.append(pair)
-
-    def extend(self, pairs: Iterable[tuple[mpz, mpz]]) -> None:
-        """Add pairs computed elsewhere (for example by a batch worker pool)."""
-        with self._lock:
-            self._items.extend(pairs)
-
-    def draw(self) -> tuple[mpz, mpz]:
-        """One pair, removed from the pool for good."""
-        with self._lock:
-            pair = self._items.popleft() if self._items else None
-            self.drawn += 1
-        if len(self._items) < self.target // 2:
-            self._wake.set()
-        if pair is None:
-            self.computed_on_demand += 1
-            pair = self.pk.fresh_zero_pair()
-        return pair
-
-    def start(self, idle: Callable[[], bool] | None = None) -> None:
-        """Refill in a daemon thread: once below half its target, back up to the target.
-
-        ``idle`` (optional) says whether the process has nothing better to do;
-        the refill waits while it returns False, so that it uses idle time and
-        does not compete (for the GIL and the cores) with foreground work.
-        """
-        if idle is not None:
-            self.idle = idle
-        if self._thread is not None:
-            return
-        self._stop.clear()
-
-        def loop() -> None:
-            refilling = True
-            while not self._stop.is_set():
-                n = len(self._items)
-                if n < self.target // 2:
-                    refilling = True
-                if refilling and n < self.target and (self.idle is None or self.idle()):
-                    pair = self.pk.fresh_zero_pair()
-                    with self._lock:
-                        self._items.append(pair)
-                    continue
-                if n >= self.target:
-                    refilling = False
-                self._wake.wait(0.05 if refilling else 0.5)
-                self._wake.clear()
-
-        self._thread = threading.Thread(target=loop, name="zero-pool", daemon=True)
-        self._thread.start()
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Stop the background refill (the stock stays usable)."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
 
 class PublicKey:
@@ -282,7 +208,7 @@ class PublicKey:
     def encrypt_from_pool(self, m: int) -> Ciphertext:
         """Encrypt m with a precomputed zero pair: one multiplication."""
         p = self.params
-        z1, z2 = self.pool.draw()
+        z1, z2 = self.pool.draw_one()
         return Ciphertext(self, z1, f_mod(z2 * (1 + (m % p.n) * p.n), p.n2))
 
     def encrypt_many(self, ms: Iterable[int]) -> list[Ciphertext]:
@@ -297,7 +223,7 @@ class PublicKey:
 
     def rerandomize(self, ct: Ciphertext) -> Ciphertext:
         """Same plaintext, fresh randomness: multiply by an encryption of zero from the pool."""
-        z1, z2 = self.pool.draw()
+        z1, z2 = self.pool.draw_one()
         n2 = self.params.n2
         return Ciphertext(self, f_mod(ct.c1 * z1, n2), f_mod(ct.c2 * z2, n2))
 
