@@ -365,6 +365,34 @@ class RawStub:
         return self._reply[method].FromString(out)
 
 
+async def reassemble(
+    chunks: AsyncIterator[Any],
+    check_header: Callable[[Any], None],
+    has_header: Callable[[Any], bool],
+    what: str,
+) -> tuple[Any, bytes]:
+    """Join a streamed message: the first chunk's header (checked before anything is
+    buffered) and the data, which must add up to the header's ``total_size`` exactly."""
+    header = None
+    parts: list[bytes] = []
+    got = 0
+    async for chunk in chunks:
+        if header is None:
+            header = chunk
+            check_header(chunk)
+        elif has_header(chunk):
+            raise errors.EncodingError("only the first chunk may carry a header")
+        got += len(chunk.data)
+        if got > header.total_size:
+            raise errors.EncodingError(f"{what} is larger than its declared {header.total_size} bytes")
+        parts.append(chunk.data)
+    if header is None:
+        raise errors.EncodingError(f"empty {what}: no chunks")
+    if got != header.total_size:
+        raise errors.EncodingError(f"{what} of {got} bytes, declared {header.total_size}: truncated")
+    return header, b"".join(parts)
+
+
 def chunks(data: bytes, size: int = CHUNK_BYTES) -> list[memoryview]:
     """Cut ``data`` into pieces of at most ``size`` bytes (at least one, maybe empty)."""
     mv = memoryview(data)

@@ -450,26 +450,15 @@ class PeerService:
         return peer_pb2.SessionAck(session=req.session)
 
     async def Deliver(self, chunks: AsyncIterator[peer_pb2.Chunk], ident: PeerIdentity, ctx: Any) -> peer_pb2.DeliverAck:
-        header: peer_pb2.Chunk | None = None
-        parts: list[bytes] = []
-        got = 0
-        async for chunk in chunks:
-            if header is None:
-                header = chunk
-                if not chunk.session or not chunk.step:
-                    raise EncodingError("the first chunk must name the session and the step")
-                self.p.mailbox.check(chunk.session, chunk.step, ident.name, chunk.total_size)
-            elif chunk.session or chunk.step or chunk.total_size:
-                raise EncodingError("only the first chunk may carry a header")
-            got += len(chunk.data)
-            if got > header.total_size:
-                raise EncodingError(f"message is larger than its declared {header.total_size} bytes")
-            parts.append(chunk.data)
-        if header is None:
-            raise EncodingError("empty message: no chunks")
-        if got != header.total_size:
-            raise EncodingError(f"message of {got} bytes, declared {header.total_size}: truncated")
-        new = self.p.mailbox.deliver(header.session, header.step, ident.name, b"".join(parts))
+        def check(chunk: peer_pb2.Chunk) -> None:
+            if not chunk.session or not chunk.step:
+                raise EncodingError("the first chunk must name the session and the step")
+            self.p.mailbox.check(chunk.session, chunk.step, ident.name, chunk.total_size)
+
+        header, payload = await rpc.reassemble(
+            chunks, check, lambda c: bool(c.session or c.step or c.total_size), "message"
+        )
+        new = self.p.mailbox.deliver(header.session, header.step, ident.name, payload)
         if not new:
             log.info("%s: duplicate %s/%s from %s dropped", self.p.role, header.session[:8], header.step, ident.name)
         return peer_pb2.DeliverAck(duplicate=not new)
@@ -495,32 +484,21 @@ class UserGatewayService:
     async def Upload(self, chunks: AsyncIterator[user_pb2.UploadChunk], ident: PeerIdentity, ctx: Any) -> user_pb2.UploadReply:
         pk, _ = self.p.require_key()
         width = pk.ciphertext_bytes
-        header: user_pb2.UploadChunk | None = None
-        parts: list[bytes] = []
-        got = 0
-        async for chunk in chunks:
-            if header is None:
-                header = chunk
-                if not KIND_RE.match(chunk.kind):
-                    raise EncodingError("kind must be 1..32 characters of a-z, 0-9, _ and -")
-                if not 0 < chunk.count <= MAX_UPLOAD_CIPHERTEXTS:
-                    raise EncodingError(f"an upload holds 1..{MAX_UPLOAD_CIPHERTEXTS} ciphertexts, not {chunk.count}")
-                if chunk.total_size != chunk.count * width:
-                    raise EncodingError(
-                        f"{chunk.count} ciphertexts of {width} bytes make {chunk.count * width} bytes, "
-                        f"not {chunk.total_size}"
-                    )
-            elif chunk.kind or chunk.count or chunk.total_size:
-                raise EncodingError("only the first chunk may carry a header")
-            got += len(chunk.data)
-            if got > header.total_size:
-                raise EncodingError(f"upload is larger than its declared {header.total_size} bytes")
-            parts.append(chunk.data)
-        if header is None:
-            raise EncodingError("empty upload")
-        if got != header.total_size:
-            raise EncodingError(f"upload of {got} bytes, declared {header.total_size}: truncated")
-        blob = b"".join(parts)
+
+        def check(chunk: user_pb2.UploadChunk) -> None:
+            if not KIND_RE.match(chunk.kind):
+                raise EncodingError("kind must be 1..32 characters of a-z, 0-9, _ and -")
+            if not 0 < chunk.count <= MAX_UPLOAD_CIPHERTEXTS:
+                raise EncodingError(f"an upload holds 1..{MAX_UPLOAD_CIPHERTEXTS} ciphertexts, not {chunk.count}")
+            if chunk.total_size != chunk.count * width:
+                raise EncodingError(
+                    f"{chunk.count} ciphertexts of {width} bytes make {chunk.count * width} bytes, "
+                    f"not {chunk.total_size}"
+                )
+
+        header, blob = await rpc.reassemble(
+            chunks, check, lambda c: bool(c.kind or c.count or c.total_size), "upload"
+        )
         # Validate every ciphertext before anything is stored.
         cts = await self.p.run_crypto(pk.ciphertexts_from_bytes, blob, header.count)
         handler = self.p.upload_handlers.get(header.kind)
