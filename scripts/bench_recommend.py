@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import crm.recommender.protocol  # noqa: F401  (registers "recommend")
-from crm.recommender.data import load_ratings
+from crm.recommender.data import load_ratings, synthetic_ratings
 from crm.recommender.plain import PlainParams, Recommender, rank
 from crm.recommender.private import (
     RecLayout,
@@ -48,7 +48,10 @@ from mpc.protocol import run_local
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ratings", required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ratings", help="ratings CSV")
+    src.add_argument("--synthetic", metavar="W1", help="generated workload W1 (SeComLib's setting)")
+    ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--bits", type=int, default=2048, choices=(1024, 2048))
     ap.add_argument("--users", type=int, default=0, help="first N users only (0: all)")
     ap.add_argument("--targets", type=int, default=3)
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     load0 = os.getloadavg()
-    r = load_ratings(args.ratings)
+    r = synthetic_ratings(args.synthetic, seed=args.seed) if args.synthetic else load_ratings(args.ratings)
     if args.users:
         keep = r.users[: args.users]
         from crm.recommender.data import build_ratings

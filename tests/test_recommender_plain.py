@@ -753,3 +753,18 @@ def test_cli_movietweetings_with_titles(tmp_path, capsys) -> None:
     assert all(len(t["neighbours"]) == 20 for t in doc["targets"].values())
     first = doc["targets"][min(doc["targets"])]["recommendations"][0]["item"]
     assert f"{load_titles(TITLES)[first]} [{first}]" in capsys.readouterr().out
+
+
+def test_synthetic_w1_has_secomlibs_shape() -> None:
+    from crm.recommender.data import synthetic_ratings
+
+    r = synthetic_ratings("W1", seed=1, users=200, items=100)
+    assert (r.lo, r.hi, len(r.users), len(r.items)) == (1, 5, 200, 100)
+    assert (r.d[:, :20] > 0).all()  # the first 20 items rated by everyone
+    rest = r.d[:, 20:]
+    assert ((rest >= 0) & (rest <= 5)).all()
+    assert 0.45 < (rest > 0).mean() < 0.55  # missing with probability 1/2
+    again = synthetic_ratings("w1", seed=1, users=200, items=100)
+    assert (again.d == r.d).all()
+    with pytest.raises(ParameterError):
+        synthetic_ratings("W2")

@@ -300,3 +300,38 @@ def load_titles(path: str | Path) -> dict[str, str]:
         first_line[item] = lineno
         titles[item] = fields[1]
     return titles
+
+
+SYNTHETIC = ("W1",)
+
+
+def synthetic_ratings(name: str, seed: int = 1, users: int = 1000, items: int = 1000) -> Ratings:
+    """A generated workload, reproducible from ``seed``.
+
+    ``W1``, the setting of SeComLib's own generator: ``users`` x ``items``,
+    ratings 1..5, the first 20 items rated by every user uniformly at random,
+    every other rating missing with probability 1/2 and uniform otherwise.
+    User ids ``u0000``.., item ids ``i0000``.. (so string order is numeric order).
+    """
+    if name.upper() != "W1":
+        raise ParameterError(f"unknown synthetic workload {name!r}; known: {', '.join(SYNTHETIC)}")
+    rng = np.random.default_rng(seed)
+    d = np.zeros((users, items), dtype=np.int64)
+    d[:, :20] = rng.integers(1, 6, size=(users, min(20, items)))
+    if items > 20:
+        rest = rng.integers(1, 6, size=(users, items - 20))
+        keep = rng.random((users, items - 20)) >= 0.5
+        d[:, 20:] = np.where(keep, rest, 0)
+    user_ids = [f"u{k:04d}" for k in range(users)]
+    item_ids = [f"i{k:04d}" for k in range(items)]
+    return Ratings(
+        users=user_ids,
+        items=item_ids,
+        lo=1,
+        hi=5,
+        d=d,
+        user_index={u: k for k, u in enumerate(user_ids)},
+        item_index={i: k for k, i in enumerate(item_ids)},
+        source=f"synthetic:{name.upper()}:seed={seed}",
+    )
+

@@ -43,10 +43,13 @@ DEFAULT_THRESHOLD = "1/2"
 
 # -- parent -----------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
-    from crm.recommender.data import load_ratings, parse_scale
+    from crm.recommender.data import load_ratings, parse_scale, synthetic_ratings
 
     scale = parse_scale(args.scale) if args.scale else None
-    full = load_ratings(args.ratings, scale)
+    if getattr(args, "synthetic", None):
+        full = synthetic_ratings(args.synthetic, seed=args.seed)
+    else:
+        full = load_ratings(args.ratings, scale)
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mpc-rec-sim-"))
     try:
         report = RecSimulation(root, args, full).run()
@@ -228,7 +231,7 @@ class RecSimulation:
         report = {
             "ok": ok,
             "params": {
-                "ratings": str(a.ratings),
+                "ratings": str(a.ratings) if a.ratings else f"synthetic:{a.synthetic}:seed={a.seed}",
                 "users": len(r.users),
                 "items": len(r.items),
                 "dense": a.dense,

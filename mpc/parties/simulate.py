@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_out", help="also write the summary as JSON to this file")
     rec = parser.add_argument_group("private recommender (threshold mode; used when --ratings is given)")
     rec.add_argument("--ratings", help="ratings file: run the private recommender across the processes")
+    rec.add_argument("--synthetic", metavar="W1", help="a generated workload instead of --ratings (W1: SeComLib's setting)")
     rec.add_argument("--targets", default="2", help="target users whose recommendations are fetched: N or all")
     rec.add_argument("--threshold", help="delta: an integer, or a fraction of 2^(2*shift) such as 1/2 (default 1/2)")
     rec.add_argument("--dense", type=int, default=20, help="dense items R (default 20)")
@@ -59,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.ratings:
+    if args.ratings or args.synthetic:
         from crm.recommender.simulate import run as run_recommender
 
         return run_recommender(args)
