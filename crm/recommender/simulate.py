@@ -197,6 +197,10 @@ class RecSimulation:
             up_reports = self._wait(ups, servers, deadline)
             self.phases["upload"] = time.perf_counter() - t
             print(f"  {len(r.users)} users uploaded in {self.phases['upload']:.2f} s")
+            if getattr(a, "settle", 0):
+                # Idle time: the servers precompute the comparisons' randomness meanwhile.
+                print(f"  servers idle for {a.settle:.0f} s (precomputation)")
+                time.sleep(a.settle)
 
             t = time.perf_counter()
             fetcher = self.spawn_module("fetch", ["fetch", *common, "--users", ",".join(targets)])

@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rec.add_argument("--deadline", type=float, default=600.0, help="the servers' call deadline in seconds (default 600)")
     rec.add_argument("--out", help="write the recommender report (JSON) to this file")
     rec.add_argument("--titles", help="items CSV with titles, for a readable summary")
+    rec.add_argument(
+        "--settle", type=float, default=0.0, help="seconds of idle time between uploads and fetches (precomputation)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
