@@ -1,4 +1,4 @@
-"""Benchmark of the private recommender (threshold mode), one process, in memory.
+"""Benchmark of the private recommender (threshold or top-N mode), one process, in memory.
 
     python scripts/bench_recommend.py --ratings ../shared/data/movietweetings-top1000.csv \
         --bits 2048 --targets 3 --json docs/bench_recommend.json
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-import crm.recommender.protocol  # noqa: F401  (registers "recommend")
+import crm.recommender.protocol
+import crm.recommender.topn  # noqa: F401  (registers "recommend-topn")
 from crm.recommender.data import load_ratings, synthetic_ratings
 from crm.recommender.plain import PlainParams, Recommender, rank
 from crm.recommender.private import (
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dense", type=int, default=20)
     ap.add_argument("--shift", type=int, default=8)
     ap.add_argument("--threshold", default="0.5", help="delta: an integer, or a fraction of 2^(2 shift)")
+    ap.add_argument("--top-n", type=int, default=0, help="top-N mode with this N (shuffle-then-select)")
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
 
@@ -69,11 +71,21 @@ def main(argv: list[str] | None = None) -> int:
 
         triples = [(u, it, int(r.d[r.user_index[u], j]) - 1 + r.lo) for u in keep for j, it in enumerate(r.items) if r.d[r.user_index[u], j]]
         r = build_ratings(triples, (r.lo, r.hi))
-    plain = Recommender(r, PlainParams(dense=args.dense, shift=args.shift, threshold=args.threshold, k=0))
-    delta = plain.params.delta
+    topn = args.top_n > 0
+    pp = (
+        PlainParams(dense=args.dense, shift=args.shift, top_n=args.top_n, k=0)
+        if topn
+        else PlainParams(dense=args.dense, shift=args.shift, threshold=args.threshold, k=0)
+    )
+    plain = Recommender(r, pp)
+    delta = None if topn else plain.params.delta
     params = params_for(args.bits)
     pk, (sp, psp) = local_joint_keys(params)
-    layout = RecLayout(params, len(r.users), len(r.items), args.dense, args.shift, r.levels, len(r.users) - 1)
+    n = len(r.users)
+    layout = RecLayout(
+        params, n, len(r.items), args.dense, args.shift, r.levels,
+        args.top_n if topn else n - 1, tie_bits=(n - 1).bit_length() if topn else 0,
+    )
     print(f"{len(r.users)} users x {len(r.items)} items, {args.bits}-bit keys, delta {delta}: {layout.describe()}")
 
     t = time.perf_counter()
@@ -97,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     times, matches, precompute = [], [], []
     curve = CurvePrivateKey.generate()
     cparams = compare_params(layout)
+    if topn:  # about 2n comparisons of ranked values in quickselect
+        from mpc.protocols.compare import CompareParams
+
+        cparams = CompareParams(layout.ranked_bits, 2 * n)
     # Targets spread over user order, among users who rated some dense item (others have no neighbours).
     candidates = [u for u in range(len(r.users)) if plain.vectors[u].any()]
     for k in range(args.targets):
@@ -107,17 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         psp_pools.bits.fill(cparams.count * cparams.plan.levels)
         sp_pools.randomizers(curve.public_key.to_bytes()).fill(cparams.count * cparams.plan.terms)
         sp_pools.dummies.fill(cparams.count * cparams.plan.terms)
-        pk.pool.fill(cparams.count + 2 * layout.n_blocks + 2 * layout.n_rating_ciphertexts + 64)
+        pk.pool.fill((3 * n if topn else cparams.count) + 2 * layout.n_blocks + 2 * layout.n_rating_ciphertexts + 64)
         precompute.append(time.perf_counter() - t)
         t = time.perf_counter()
         out = asyncio.run(
             run_local(
-                "recommend",
+                "recommend-topn" if topn else "recommend",
                 {
                     "sp": {"layout": layout, "pk": pk, "share": sp, "records": records, "blocks": blocks,
                            "target": a, "delta": delta, "compare_pools": sp_pools},
                     "psp": {"layout": layout, "pk": pk, "share": psp, "records": records, "blocks": blocks,
-                            "curve_key": curve, "compare_pools": psp_pools},
+                            "curve_key": curve, "compare_pools": psp_pools, "top_n": args.top_n},
                 },
                 timeout=600,
             )
@@ -128,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         sums, counts = decode_aggregate(layout, plain_vals)
         want = plain.recommend(r.users[a])
         ok = sums == [int(x) for x in want.sums] and counts == [int(x) for x in want.counts]
-        ranked = rank(r, a, np.array(sums), np.array(counts), 10)
+        ranked = rank(r, a, np.array(sums), np.array(counts), 10)  # the first 10 of the list
         ok = ok and [x.to_dict() for x in ranked] == [x.to_dict() for x in want.recommendations[:10]]
         matches.append(ok)
         print(

@@ -181,3 +181,68 @@ async def test_fewer_users_than_one_block(keys) -> None:
     )
     sums, counts = decode_aggregate(layout, [decrypt(shares, c) for c in out["sp"]])
     assert (sums, counts) == ([int(x) for x in oracle.sums], [int(x) for x in oracle.counts])
+
+
+def _topn_world(keys, seed: int, users: int, dense: int = 4, shift: int = 6):
+    pk, _ = keys
+    base = small_ratings(seed, users=users // 2, items=12)
+    # Every user twice (u.. and v..): equal similarities everywhere, so ties decide.
+    from crm.recommender.data import build_ratings
+
+    triples = []
+    for u in base.users:
+        for j, it in enumerate(base.items):
+            if base.d[base.user_index[u], j]:
+                val = int(base.d[base.user_index[u], j]) - 1 + base.lo
+                triples += [(u, it, val), ("v" + u[1:], it, val)]
+    r = build_ratings(triples, scale=(base.lo, base.hi))
+    items = dense_items(r, dense)
+    vectors = dense_vectors(r, items, shift)
+    n = len(r.users)
+    layout = RecLayout(P, n, len(r.items), dense, shift, r.levels, max_neighbours=5, tie_bits=(n - 1).bit_length())
+    records = [
+        UserRecord.split(layout, [pk.encrypt(m) for m in user_plaintexts(layout, u, [int(x) for x in vectors[u]], [int(x) for x in r.d[u]])])
+        for u in range(n)
+    ]
+    return r, layout, records
+
+
+async def test_top_n_by_shuffle_then_select_equals_the_oracle(keys) -> None:
+    import crm.recommender.topn  # noqa: F401  (registers "recommend-topn")
+    from crm.recommender.private import build_blocks
+    from mpc.elgamal.curve import CurvePrivateKey
+    from mpc.protocol import run_local
+
+    pk, shares = keys
+    r, layout, records = _topn_world(keys, 5, 22)
+    blocks = build_blocks(layout, records)
+    for a in (0, 7):
+        oracle = Recommender(r, PlainParams(dense=4, shift=6, top_n=5, k=0)).recommend(r.users[a])
+        out = await run_local(
+            "recommend-topn",
+            {
+                "sp": {"layout": layout, "pk": pk, "share": shares[0], "records": records, "blocks": blocks, "target": a},
+                "psp": {"layout": layout, "pk": pk, "share": shares[1], "records": records, "blocks": blocks,
+                        "curve_key": CurvePrivateKey.generate(), "top_n": 5},
+            },
+            timeout=120,
+        )
+        assert out["psp"] == 5
+        sums, counts = decode_aggregate(layout, [decrypt(shares, c) for c in out["sp"]])
+        assert (sums, counts) == ([int(x) for x in oracle.sums], [int(x) for x in oracle.counts]), a
+
+
+def test_quickselect_finds_the_k_largest() -> None:
+    from crm.recommender.topn import Quickselect
+
+    rng = random.Random(4)
+    for n, k in [(1, 1), (5, 0), (5, 5), (30, 7), (200, 20)]:
+        values = rng.sample(range(10_000), n)
+        sel = Quickselect(n, k)
+        rounds = 0
+        while not sel.done:
+            pairs = sel.pairs()
+            sel.outcome([int(values[a] >= values[b]) for a, b in pairs])
+            rounds += 1
+        assert sorted(sel.chosen) == sorted(sorted(range(n), key=lambda i: -values[i])[:k])
+        assert rounds < 48

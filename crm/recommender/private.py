@@ -69,6 +69,9 @@ class RecLayout:
     levels: int
     max_neighbours: int
     kappa: int = KAPPA
+    tie_bits: int = 0
+    """Top-N mode: rank bits appended below each similarity, so that all values differ
+    and ties go to the user earlier in user order (0 in threshold mode)."""
 
     def __post_init__(self) -> None:
         for name in ("n_users", "n_items", "dense", "levels", "max_neighbours"):
@@ -107,9 +110,15 @@ class RecLayout:
 
     # -- similarity blocks ------------------------------------------------------------
     @property
+    def ranked_bits(self) -> int:
+        """Bits of sim * 2^tie_bits + rank bits (= sim_bits in threshold mode)."""
+        return self.sim_bits + self.tie_bits
+
+    @property
     def sim_slot_bits(self) -> int:
-        """A similarity slot must take the comparison's masked value 2^l + sim - delta + r."""
-        return self.sim_bits + 1 + self.kappa + 1
+        """A similarity slot must take the comparison's masked value 2^l + sim - delta + r
+        (threshold mode), or the ranked value plus a mask (top-N mode)."""
+        return self.ranked_bits + 1 + self.kappa + 1
 
     @property
     def sim_top_bits(self) -> int:

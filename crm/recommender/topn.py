@@ -1,0 +1,325 @@
+"""Protocol "recommend-topn": the N most similar users, by shuffle-then-select.
+
+Like "recommend" (``crm.recommender.protocol``) for the similarities and the
+aggregation; the neighbours are the N largest values instead of those above a
+threshold. Steps:
+
+1. ``target`` / ``sims``: E(sim(A, B)) packed per block, as in "recommend".
+   The SP multiplies each block by 2^t and adds each user's rank bits
+   (2^t - 1 - position), so every value differs and a tie goes to the user
+   earlier in user order, exactly as the plaintext function says.
+2. ``shares`` (SP -> PSP): the blocks plus a fresh mask per slot, with the
+   SP's partials; the PSP reads y_B = value_B + m_B (statistically hiding).
+3. ``singles`` (PSP -> SP): E(y_B) for every user B, one ciphertext each.
+   The SP removes its masks, drops A, **permutes** (a fresh random order per
+   query) and re-randomises: the list X_0 .. X_{n-2} of anonymous values.
+4. Selection, in rounds ``q<i>`` (PSP -> SP: pairs of positions to compare)
+   and ``r<i>-*`` (a batch of the secure comparison, output revealed to the
+   PSP): quickselect driven by the PSP on comparison outcomes it may see. The
+   last ``q<i>`` is empty.
+5. ``chosen`` (PSP -> SP): E(1) for the N selected positions and E(0) for the
+   others; the SP undoes its permutation: E(b_B) in user order.
+6. ``selection`` / ``aggregate``: as in "recommend".
+
+Leakage: the PSP learns the order relations it asked for among the
+anonymous, freshly permuted and re-randomised values of this one query (the
+order of a random subset of pairs, never a value); it cannot link a position
+to a user or to another query. The SP learns nothing beyond sizes. See
+docs/protocols/recommend.md.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar
+
+from crm.recommender.private import (
+    RecLayout,
+    UserRecord,
+    block_products,
+    finish_similarities,
+    mask_selection,
+    mask_target,
+    rating_products,
+    unmask_selection,
+    unmask_target,
+)
+from crm.recommender.protocol import batch_message, masked_message, open_masked, read_batch
+from mpc.comparison.pools import PspPools
+from mpc.elgamal import Ciphertext, KeyShare, PublicKey
+from mpc.errors import EncodingError, ParameterError, ProtocolError
+from mpc.packing import SlotLayout, pack_bits, pack_masks, random_masks
+from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocols import compare
+
+RunCrypto = Callable[..., Awaitable[Any]]
+MAX_ROUNDS = 48
+
+
+async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def topn_layout(layout: RecLayout) -> RecLayout:
+    """Refuse a layout without rank bits wide enough for every user."""
+    if layout.tie_bits < max(1, (layout.n_users - 1).bit_length()):
+        raise ParameterError(f"top-N needs tie_bits >= {(layout.n_users - 1).bit_length()} for {layout.n_users} users")
+    return layout
+
+
+def share_layout(layout: RecLayout) -> SlotLayout:
+    """Slots of the masked ranked values y = value + m (the similarity block's slots)."""
+    return SlotLayout(
+        layout.ranked_bits, 1, layout.plaintext_bits, kappa=layout.kappa,
+        slots=layout.users_per_block, slot_bits=layout.sim_slot_bits,
+    )
+
+
+# -- pure steps: the SP --------------------------------------------------------------------------
+def ranked_blocks(layout: RecLayout, sims: Sequence[Ciphertext]) -> list[Ciphertext]:
+    """E(sim * 2^t + 2^t - 1 - position) per block: distinct values, ties to the earlier user."""
+    t, k = layout.tie_bits, layout.users_per_block
+    out = []
+    for b, ct in enumerate(sims):
+        n = min(k, layout.n_users - b * k)
+        ranks = [(1 << t) - 1 - (b * k + s) for s in range(n)]
+        out.append(ct.shift_left(t).add_plain(pack_bits(ranks, layout.sim_slot_bits)))
+    return out
+
+
+def mask_blocks(layout: RecLayout, blocks: Sequence[Ciphertext]) -> tuple[list[Ciphertext], list[int]]:
+    """Blocks plus one fresh mask per slot (re-randomised); the masks in user order."""
+    sl = share_layout(layout)
+    masks = random_masks(sl, layout.n_users)
+    k = layout.users_per_block
+    pk = blocks[0].pk
+    out = [pk.rerandomize(c.add_plain(pack_masks(sl, masks[b * k : (b + 1) * k]))) for b, c in enumerate(blocks)]
+    return out, masks
+
+
+def shuffle_values(
+    pk: PublicKey, singles: Sequence[Ciphertext], masks: Sequence[int], target: int
+) -> tuple[list[Ciphertext], list[int]]:
+    """E(value_B) = E(y_B) - m_B, A dropped, in a fresh random order, re-randomised.
+
+    Returns (X, perm) with X[j] the value of user perm[j].
+    """
+    users = [u for u in range(len(singles)) if u != target]
+    perm = users[:]
+    for i in range(len(perm) - 1, 0, -1):  # Fisher-Yates with a CSPRNG
+        j = secrets.randbelow(i + 1)
+        perm[i], perm[j] = perm[j], perm[i]
+    return [pk.rerandomize(singles[u].add_plain(-masks[u])) for u in perm], perm
+
+
+def pair_differences(xs: Sequence[Ciphertext], pairs: Sequence[tuple[int, int]]) -> list[Ciphertext]:
+    """E(X_a - X_b) for each pair asked for."""
+    n = len(xs)
+    for a, b in pairs:
+        if not (0 <= a < n and 0 <= b < n) or a == b:
+            raise EncodingError(f"pair ({a}, {b}) is not two distinct positions below {n}")
+    return [xs[a] - xs[b] for a, b in pairs]
+
+
+def unshuffle(bits: Sequence[Ciphertext], perm: Sequence[int], target: int, pk: PublicKey) -> list[Ciphertext]:
+    """E(b_B) in user order from E(b_j) in shuffled order; A gets an encryption of 0."""
+    out: list[Ciphertext | None] = [None] * (len(perm) + 1)
+    for j, u in enumerate(perm):
+        out[u] = bits[j]
+    out[target] = pk.encrypt_from_pool(0)
+    return out  # type: ignore[return-value]
+
+
+# -- pure steps: the PSP -------------------------------------------------------------------------
+class Quickselect:
+    """The PSP's selection of the k largest of n anonymous values, on comparison outcomes.
+
+    ``pairs()`` gives the comparisons of the next round (every remaining
+    candidate against a random pivot), ``outcome(bits)`` takes [X_a >= X_b]
+    for them; ``done`` when the k largest are known (``chosen``). About 2n
+    comparisons in O(log n) rounds.
+    """
+
+    def __init__(self, n: int, k: int) -> None:
+        if not 0 <= k <= n:
+            raise ParameterError(f"cannot select {k} of {n}")
+        self.candidates = list(range(n))
+        self.k = k
+        self.chosen: set[int] = set()
+        self.pivot: int | None = None
+        self._settle()
+
+    @property
+    def done(self) -> bool:
+        return self.k == 0 or len(self.candidates) == self.k
+
+    def _settle(self) -> None:
+        if self.k == len(self.candidates):
+            self.chosen.update(self.candidates)
+            self.k = 0
+            self.candidates = []
+        elif self.k == 0:
+            self.candidates = []
+
+    def pairs(self) -> list[tuple[int, int]]:
+        if self.done:
+            return []
+        self.pivot = self.candidates[secrets.randbelow(len(self.candidates))]
+        return [(c, self.pivot) for c in self.candidates if c != self.pivot]
+
+    def outcome(self, bits: Sequence[int]) -> None:
+        p = self.pivot
+        if p is None:
+            raise ProtocolError("an outcome without a round")
+        others = [c for c in self.candidates if c != p]
+        if len(bits) != len(others):
+            raise ProtocolError(f"{len(bits)} outcomes for {len(others)} comparisons")
+        greater = [c for c, b in zip(others, bits, strict=True) if b]
+        smaller = [c for c, b in zip(others, bits, strict=True) if not b]
+        if len(greater) >= self.k:
+            self.candidates = greater
+        else:
+            self.chosen.update(greater)
+            self.chosen.add(p)
+            self.k -= len(greater) + 1
+            self.candidates = smaller
+        self.pivot = None
+        self._settle()
+
+
+def encode_pairs(pairs: Sequence[tuple[int, int]]) -> bytes:
+    return b"".join(struct.pack(">II", a, b) for a, b in pairs)
+
+
+def decode_pairs(data: bytes) -> list[tuple[int, int]]:
+    if len(data) % 8:
+        raise EncodingError("pairs must be 8 bytes each")
+    return [struct.unpack_from(">II", data, i) for i in range(0, len(data), 8)]
+
+
+# -- roles ----------------------------------------------------------------------------------------
+class SpTopN:
+    async def run(self, ctx: SessionContext) -> object:
+        i = ctx.inputs
+        layout: RecLayout = topn_layout(i["layout"])
+        pk: PublicKey = i["pk"]
+        share: KeyShare = i["share"]
+        records: list[UserRecord] = i["records"]
+        blocks: list[list[Ciphertext]] = i["blocks"]
+        a: int = i["target"]
+        rc: RunCrypto = i.get("run_crypto") or _inline
+        if not 0 <= a < layout.n_users:
+            raise ParameterError(f"target position {a} outside 0..{layout.n_users - 1}")
+
+        masked, r = await rc(mask_target, layout, records[a].target)
+        await ctx.send("psp", "target", await rc(masked_message, pk, share, [masked]))
+        own = await rc(block_products, pk, blocks, r)
+        psp = await rc(read_batch, pk, await ctx.receive("psp", "sims"), len(blocks), "similarity blocks")
+        ranked = await rc(ranked_blocks, layout, await rc(finish_similarities, psp, own))
+
+        shares, masks = await rc(mask_blocks, layout, ranked)
+        await ctx.send("psp", "shares", await rc(masked_message, pk, share, shares))
+        singles = await rc(read_batch, pk, await ctx.receive("psp", "singles"), layout.n_users, "single values")
+        xs, perm = await rc(shuffle_values, pk, singles, masks, a)
+
+        for rnd in range(MAX_ROUNDS + 1):
+            pairs = decode_pairs(await ctx.receive("psp", f"q{rnd}"))
+            if not pairs:
+                break
+            if rnd == MAX_ROUNDS:
+                raise ProtocolError(f"selection did not finish in {MAX_ROUNDS} rounds")
+            diffs = await rc(pair_differences, xs, pairs)
+            await compare.sp_compare(
+                ctx, pk=pk, share=share, params=compare.CompareParams(layout.ranked_bits, len(pairs)),
+                diffs=diffs, pools=i.get("compare_pools"), run_crypto=rc, prefix=f"r{rnd}-",
+            )
+        chosen = await rc(read_batch, pk, await ctx.receive("psp", "chosen"), len(perm), "selection bits")
+        bits = await rc(unshuffle, [pk.rerandomize(c) for c in chosen], perm, a, pk)
+
+        packed, rho = await rc(mask_selection, layout, bits)
+        await ctx.send("psp", "selection", await rc(masked_message, pk, share, packed))
+        ratings = [rec.ratings for rec in records]
+        own_agg = await rc(rating_products, pk, ratings, rho)
+        psp_agg = await rc(
+            read_batch, pk, await ctx.receive("psp", "aggregate"), layout.n_rating_ciphertexts, "aggregate"
+        )
+        return [x - y for x, y in zip(psp_agg, own_agg, strict=True)]
+
+
+class PspTopN:
+    async def run(self, ctx: SessionContext) -> object:
+        i = ctx.inputs
+        layout: RecLayout = topn_layout(i["layout"])
+        pk: PublicKey = i["pk"]
+        share: KeyShare = i["share"]
+        records: list[UserRecord] = i["records"]
+        blocks: list[list[Ciphertext]] = i["blocks"]
+        top_n: int = i["top_n"]
+        rc: RunCrypto = i.get("run_crypto") or _inline
+        key = i["curve_key"]
+        pools = i.get("compare_pools") or PspPools(key)
+
+        (z_packed,) = await rc(open_masked, pk, share, await ctx.receive("sp", "target"), 1, "masked target")
+        z = unmask_target(layout, z_packed)
+        mine = await rc(block_products, pk, blocks, z)
+        await ctx.send("sp", "sims", await rc(batch_message, pk, [pk.rerandomize(c) for c in mine]))
+
+        plains = await rc(open_masked, pk, share, await ctx.receive("sp", "shares"), len(blocks), "masked values")
+        ys = share_layout(layout).unpack_many(plains, layout.n_users)
+        singles = [pk.encrypt_from_pool(y) for y in ys]
+        await ctx.send("sp", "singles", await rc(batch_message, pk, singles))
+
+        n = layout.n_users - 1
+        sel = Quickselect(n, min(top_n, n))
+        rnd = 0
+        while not sel.done:
+            if rnd == MAX_ROUNDS:
+                raise ProtocolError(f"selection did not finish in {MAX_ROUNDS} rounds")
+            pairs = sel.pairs()
+            await ctx.send("sp", f"q{rnd}", encode_pairs(pairs))
+            bits = await compare.psp_compare(
+                ctx, pk=pk, share=share, curve_key=key,
+                params=compare.CompareParams(layout.ranked_bits, len(pairs)),
+                pools=pools, run_crypto=rc, prefix=f"r{rnd}-",
+            )
+            sel.outcome(bits)  # type: ignore[arg-type]
+            rnd += 1
+        await ctx.send("sp", f"q{rnd}", b"")
+        chosen = [pk.encrypt_from_pool(1 if j in sel.chosen else 0) for j in range(n)]
+        await ctx.send("sp", "chosen", await rc(batch_message, pk, chosen))
+
+        n_packed = -(-layout.n_users // layout.selection_layout.slots)
+        sel_plain = await rc(open_masked, pk, share, await ctx.receive("sp", "selection"), n_packed, "selection")
+        zs = unmask_selection(layout, sel_plain, layout.n_users)
+        ratings = [rec.ratings for rec in records]
+        agg = await rc(rating_products, pk, ratings, zs)
+        await ctx.send("sp", "aggregate", await rc(batch_message, pk, [pk.rerandomize(c) for c in agg]))
+        return len(sel.chosen)
+
+
+def _round_steps() -> tuple[Step, ...]:
+    out: list[Step] = []
+    for rnd in range(MAX_ROUNDS + 1):
+        out.append(Step(f"q{rnd}", "psp", "sp"))
+        if rnd < MAX_ROUNDS:
+            out.extend(compare.compare_steps(f"r{rnd}-"))
+    return tuple(out)
+
+
+@register_protocol
+class RecommendTopN(ProtocolSpec):
+    name = "recommend-topn"
+    roles = ("sp", "psp")
+    steps = (
+        Step("target", "sp", "psp"),
+        Step("sims", "psp", "sp"),
+        Step("shares", "sp", "psp"),
+        Step("singles", "psp", "sp"),
+        *_round_steps(),
+        Step("chosen", "psp", "sp"),
+        Step("selection", "sp", "psp"),
+        Step("aggregate", "psp", "sp"),
+    )
+    role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpTopN, "psp": PspTopN}
