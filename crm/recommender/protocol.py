@@ -151,6 +151,55 @@ def _parse(cls: Any, data: bytes, what: str) -> Any:
         raise EncodingError(f"malformed {what}: {exc}") from exc
 
 
+# -- the phases both modes share (each party's side, inside a session) ---------------------------
+async def sp_similarities(
+    ctx: SessionContext, layout: RecLayout, pk: PublicKey, share: KeyShare,
+    records: Sequence[UserRecord], blocks: Sequence[Sequence[Ciphertext]], a: int, rc: RunCrypto,
+) -> list[Ciphertext]:
+    """Steps ``target`` and ``sims`` at the SP: E(sim(A, B)) packed per block."""
+    if not 0 <= a < layout.n_users:
+        raise ParameterError(f"target position {a} outside 0..{layout.n_users - 1}")
+    masked, r = await rc(mask_target, layout, records[a].target)
+    await ctx.send("psp", "target", await rc(masked_message, pk, share, [masked]))
+    own = await rc(block_products, pk, blocks, r)
+    psp = await rc(read_batch, pk, await ctx.receive("psp", "sims"), len(blocks), "similarity blocks")
+    return await rc(finish_similarities, psp, own)
+
+
+async def psp_similarities(
+    ctx: SessionContext, layout: RecLayout, pk: PublicKey, share: KeyShare,
+    blocks: Sequence[Sequence[Ciphertext]], rc: RunCrypto,
+) -> None:
+    """Steps ``target`` and ``sims`` at the PSP: its block products with z = v_A + r."""
+    (z_packed,) = await rc(open_masked, pk, share, await ctx.receive("sp", "target"), 1, "masked target")
+    mine = await rc(block_products, pk, blocks, unmask_target(layout, z_packed))
+    await ctx.send("sp", "sims", await rc(batch_message, pk, [pk.rerandomize(c) for c in mine]))
+
+
+async def sp_aggregate(
+    ctx: SessionContext, layout: RecLayout, pk: PublicKey, share: KeyShare,
+    records: Sequence[UserRecord], bits: Sequence[Ciphertext], rc: RunCrypto,
+) -> list[Ciphertext]:
+    """Steps ``selection`` and ``aggregate`` at the SP: E(sum_B b_B D_B) from E(b_B)."""
+    packed, rho = await rc(mask_selection, layout, bits)
+    await ctx.send("psp", "selection", await rc(masked_message, pk, share, packed))
+    own = await rc(rating_products, pk, [rec.ratings for rec in records], rho)
+    psp = await rc(read_batch, pk, await ctx.receive("psp", "aggregate"), layout.n_rating_ciphertexts, "aggregate")
+    return [x - y for x, y in zip(psp, own, strict=True)]
+
+
+async def psp_aggregate(
+    ctx: SessionContext, layout: RecLayout, pk: PublicKey, share: KeyShare,
+    records: Sequence[UserRecord], rc: RunCrypto,
+) -> None:
+    """Steps ``selection`` and ``aggregate`` at the PSP: sum_B z_B D_B on its copy."""
+    n_packed = -(-layout.n_users // layout.selection_layout.slots)
+    plains = await rc(open_masked, pk, share, await ctx.receive("sp", "selection"), n_packed, "selection")
+    zs = unmask_selection(layout, plains, layout.n_users)
+    agg = await rc(rating_products, pk, [rec.ratings for rec in records], zs)
+    await ctx.send("sp", "aggregate", await rc(batch_message, pk, [pk.rerandomize(c) for c in agg]))
+
+
 # -- roles ---------------------------------------------------------------------------------------
 class SpRecommend:
     async def run(self, ctx: SessionContext) -> object:
@@ -158,40 +207,20 @@ class SpRecommend:
         layout: RecLayout = i["layout"]
         pk: PublicKey = i["pk"]
         share: KeyShare = i["share"]
-        records: list[UserRecord] = i["records"]
-        blocks: list[list[Ciphertext]] = i["blocks"]
-        a: int = i["target"]
         rc: RunCrypto = i.get("run_crypto") or _inline
         check_compare_layout(layout, pk)
-        if not 0 <= a < layout.n_users:
-            raise ParameterError(f"target position {a} outside 0..{layout.n_users - 1}")
+        sims = await sp_similarities(ctx, layout, pk, share, i["records"], i["blocks"], i["target"], rc)
 
-        # 1-2. similarities
-        masked, r = await rc(mask_target, layout, records[a].target)
-        await ctx.send("psp", "target", await rc(masked_message, pk, share, [masked]))
-        own = await rc(block_products, pk, blocks, r)
-        psp = await rc(read_batch, pk, await ctx.receive("psp", "sims"), len(blocks), "similarity blocks")
-        sims = await rc(finish_similarities, psp, own)
-
-        # 3. comparison with delta, output encrypted
-        params = compare_params(layout)
-        state, first = await rc(sp_masked_sims, layout, pk, params, sims, i["delta"])
+        # The comparison with delta, output encrypted, fed with the packed similarities.
+        state, first = await rc(sp_masked_sims, layout, pk, compare_params(layout), sims, i["delta"])
         await ctx.send("psp", CMP + "masked", first)
         await ctx.send("psp", CMP + "partials", await rc(compare.sp_partials, state, share))
         bits = await ctx.receive("psp", CMP + "bits")
         await ctx.send("psp", CMP + "terms", await rc(compare.sp_terms, state, bits, i.get("compare_pools")))
         results = await rc(compare.sp_finish, state, await ctx.receive("psp", CMP + "result"))
 
-        # 4-5. aggregation over the selected users
-        chosen = await rc(selection_bits, pk, results, a)
-        packed, rho = await rc(mask_selection, layout, chosen)
-        await ctx.send("psp", "selection", await rc(masked_message, pk, share, packed))
-        ratings = [rec.ratings for rec in records]
-        own_agg = await rc(rating_products, pk, ratings, rho)
-        psp_agg = await rc(
-            read_batch, pk, await ctx.receive("psp", "aggregate"), layout.n_rating_ciphertexts, "aggregate"
-        )
-        return [x - y for x, y in zip(psp_agg, own_agg, strict=True)]
+        chosen = await rc(selection_bits, pk, results, i["target"])
+        return await sp_aggregate(ctx, layout, pk, share, i["records"], chosen, rc)
 
 
 class PspRecommend:
@@ -200,17 +229,9 @@ class PspRecommend:
         layout: RecLayout = i["layout"]
         pk: PublicKey = i["pk"]
         share: KeyShare = i["share"]
-        records: list[UserRecord] = i["records"]
-        blocks: list[list[Ciphertext]] = i["blocks"]
         rc: RunCrypto = i.get("run_crypto") or _inline
         check_compare_layout(layout, pk)
-
-        target = await ctx.receive("sp", "target")
-        (z_packed,) = await rc(open_masked, pk, share, target, 1, "masked target")
-        z = unmask_target(layout, z_packed)
-        mine = await rc(block_products, pk, blocks, z)
-        await ctx.send("sp", "sims", await rc(batch_message, pk, [pk.rerandomize(c) for c in mine]))
-
+        await psp_similarities(ctx, layout, pk, share, i["blocks"], rc)
         await compare.psp_compare(
             ctx,
             pk=pk,
@@ -221,14 +242,7 @@ class PspRecommend:
             run_crypto=rc,
             prefix=CMP,
         )
-
-        sel_layout = layout.selection_layout
-        n_packed = -(-layout.n_users // sel_layout.slots)
-        plains = await rc(open_masked, pk, share, await ctx.receive("sp", "selection"), n_packed, "selection")
-        zs = unmask_selection(layout, plains, layout.n_users)
-        ratings = [rec.ratings for rec in records]
-        agg = await rc(rating_products, pk, ratings, zs)
-        await ctx.send("sp", "aggregate", await rc(batch_message, pk, [pk.rerandomize(c) for c in agg]))
+        await psp_aggregate(ctx, layout, pk, share, i["records"], rc)
         return None
 
 

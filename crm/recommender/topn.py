@@ -38,15 +38,17 @@ from typing import Any, ClassVar
 from crm.recommender.private import (
     RecLayout,
     UserRecord,
-    block_products,
-    finish_similarities,
-    mask_selection,
-    mask_target,
-    rating_products,
-    unmask_selection,
-    unmask_target,
 )
-from crm.recommender.protocol import batch_message, masked_message, open_masked, read_batch
+from crm.recommender.protocol import (
+    batch_message,
+    masked_message,
+    open_masked,
+    psp_aggregate,
+    psp_similarities,
+    read_batch,
+    sp_aggregate,
+    sp_similarities,
+)
 from mpc.comparison.pools import PspPools
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey
 from mpc.errors import EncodingError, ParameterError, ProtocolError
@@ -210,14 +212,8 @@ class SpTopN:
         blocks: list[list[Ciphertext]] = i["blocks"]
         a: int = i["target"]
         rc: RunCrypto = i.get("run_crypto") or _inline
-        if not 0 <= a < layout.n_users:
-            raise ParameterError(f"target position {a} outside 0..{layout.n_users - 1}")
-
-        masked, r = await rc(mask_target, layout, records[a].target)
-        await ctx.send("psp", "target", await rc(masked_message, pk, share, [masked]))
-        own = await rc(block_products, pk, blocks, r)
-        psp = await rc(read_batch, pk, await ctx.receive("psp", "sims"), len(blocks), "similarity blocks")
-        ranked = await rc(ranked_blocks, layout, await rc(finish_similarities, psp, own))
+        sims = await sp_similarities(ctx, layout, pk, share, records, blocks, a, rc)
+        ranked = await rc(ranked_blocks, layout, sims)
 
         shares, masks = await rc(mask_blocks, layout, ranked)
         await ctx.send("psp", "shares", await rc(masked_message, pk, share, shares))
@@ -238,14 +234,7 @@ class SpTopN:
         chosen = await rc(read_batch, pk, await ctx.receive("psp", "chosen"), len(perm), "selection bits")
         bits = await rc(unshuffle, [pk.rerandomize(c) for c in chosen], perm, a, pk)
 
-        packed, rho = await rc(mask_selection, layout, bits)
-        await ctx.send("psp", "selection", await rc(masked_message, pk, share, packed))
-        ratings = [rec.ratings for rec in records]
-        own_agg = await rc(rating_products, pk, ratings, rho)
-        psp_agg = await rc(
-            read_batch, pk, await ctx.receive("psp", "aggregate"), layout.n_rating_ciphertexts, "aggregate"
-        )
-        return [x - y for x, y in zip(psp_agg, own_agg, strict=True)]
+        return await sp_aggregate(ctx, layout, pk, share, records, bits, rc)
 
 
 class PspTopN:
@@ -261,10 +250,7 @@ class PspTopN:
         key = i["curve_key"]
         pools = i.get("compare_pools") or PspPools(key)
 
-        (z_packed,) = await rc(open_masked, pk, share, await ctx.receive("sp", "target"), 1, "masked target")
-        z = unmask_target(layout, z_packed)
-        mine = await rc(block_products, pk, blocks, z)
-        await ctx.send("sp", "sims", await rc(batch_message, pk, [pk.rerandomize(c) for c in mine]))
+        await psp_similarities(ctx, layout, pk, share, blocks, rc)
 
         plains = await rc(open_masked, pk, share, await ctx.receive("sp", "shares"), len(blocks), "masked values")
         ys = share_layout(layout).unpack_many(plains, layout.n_users)
@@ -290,12 +276,7 @@ class PspTopN:
         chosen = [pk.encrypt_from_pool(1 if j in sel.chosen else 0) for j in range(n)]
         await ctx.send("sp", "chosen", await rc(batch_message, pk, chosen))
 
-        n_packed = -(-layout.n_users // layout.selection_layout.slots)
-        sel_plain = await rc(open_masked, pk, share, await ctx.receive("sp", "selection"), n_packed, "selection")
-        zs = unmask_selection(layout, sel_plain, layout.n_users)
-        ratings = [rec.ratings for rec in records]
-        agg = await rc(rating_products, pk, ratings, zs)
-        await ctx.send("sp", "aggregate", await rc(batch_message, pk, [pk.rerandomize(c) for c in agg]))
+        await psp_aggregate(ctx, layout, pk, share, records, rc)
         return len(sel.chosen)
 
 
