@@ -232,3 +232,26 @@ def test_simulate_with_ratings_processes(tmp_path: Path) -> None:
     assert all(t["match"] for t in rep["targets"].values())
     assert all(t["neighbours"] is None for t in rep["targets"].values())
     assert rep["per_target_s"] > 0 and rep["bytes_sent"]["sp"] > 0 and rep["bytes_sent"]["users"] > 0
+
+
+async def test_top_n_on_live_servers(tmp_path: Path) -> None:
+    """Top-N mode (shuffle-then-select) through the real SP and PSP: equal to the oracle."""
+    r = build_ratings(triples(seed=5), scale=(1, 5))
+    oracle = Recommender(r, PlainParams(dense=DENSE, shift=SHIFT, top_n=4, k=0))
+    params = RecParams.from_ratings(r, oracle.dense_items, SHIFT, 0, KEY_BITS, top_n=4)
+    assert params.protocol == "recommend-topn"
+    path = tmp_path / "rec.json"
+    params.save(path)
+    dep = write_deployment(
+        tmp_path / "dep", list(r.users), key_bits=KEY_BITS, deadline_s=SERVER_DEADLINE_S, recommender=path
+    )
+    p = Parties(dep)
+    try:
+        await p.start()
+        await upload_all(p, {"r": r, "params": params})
+        for target in (r.users[0], r.users[9]):
+            got = await fetch_recommendations(p.user(target, deadline_s=CLIENT_DEADLINE_S), params, own(r, target))
+            assert_equal_to_oracle(oracle, target, got)
+    finally:
+        await p.close_clients()
+        await p.stop()

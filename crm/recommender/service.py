@@ -54,6 +54,7 @@ from typing import Any, ClassVar
 
 import gmpy2
 
+import crm.recommender.topn  # noqa: F401  (registers "recommend-topn")
 from crm.recommender.plain import Recommendation
 from crm.recommender.private import RecLayout, UserRecord, decode_aggregate, user_plaintexts
 from crm.recommender.protocol import compare_params  # importing it registers "recommend"
@@ -63,6 +64,7 @@ from mpc.elgamal.curve import CurvePrivateKey
 from mpc.elgamal.params import GroupParams
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocols.compare import CompareParams
 from mpc.v1 import recommend_pb2, steps_pb2, user_pb2
 
 log = logging.getLogger("crm.recommender.service")
@@ -86,6 +88,8 @@ class RecParams:
     lo: int
     delta: int
     key_bits: int
+    top_n: int = 0
+    """Top-N mode with this N (protocol "recommend-topn"); 0: threshold mode with ``delta``."""
 
     def __post_init__(self) -> None:
         if not self.users or len(set(self.users)) != len(self.users):
@@ -96,8 +100,8 @@ class RecParams:
             raise ParameterError("recommender parameters: dense items must be items")
         if len(set(self.dense_items)) != len(self.dense_items):
             raise ParameterError("recommender parameters: a dense item is repeated")
-        if self.shift < 0 or self.levels < 1 or self.delta < 0:
-            raise ParameterError("recommender parameters: shift >= 0, levels >= 1 and delta >= 0")
+        if self.shift < 0 or self.levels < 1 or self.delta < 0 or self.top_n < 0:
+            raise ParameterError("recommender parameters: shift >= 0, levels >= 1, delta >= 0 and top_n >= 0")
 
     # -- (de)serialisation ---------------------------------------------------------------
     def core(self) -> dict[str, Any]:
@@ -110,6 +114,7 @@ class RecParams:
             "lo": self.lo,
             "delta": self.delta,
             "key_bits": self.key_bits,
+            "top_n": self.top_n,
         }
 
     @property
@@ -134,6 +139,7 @@ class RecParams:
                 lo=int(raw["lo"]),
                 delta=int(raw["delta"]),
                 key_bits=int(raw["key_bits"]),
+                top_n=int(raw.get("top_n", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ParameterError(f"recommender parameters: missing or malformed {exc}") from None
@@ -153,9 +159,18 @@ class RecParams:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
     @classmethod
-    def from_ratings(cls, r: Any, dense_items: Sequence[str], shift: int, delta: int, key_bits: int) -> RecParams:
+    def from_ratings(
+        cls, r: Any, dense_items: Sequence[str], shift: int, delta: int, key_bits: int, top_n: int = 0
+    ) -> RecParams:
         """From a :class:`~crm.recommender.data.Ratings` (user and item order as there)."""
-        return cls(tuple(r.users), tuple(r.items), tuple(dense_items), shift, r.levels, r.lo, delta, key_bits)
+        return cls(
+            tuple(r.users), tuple(r.items), tuple(dense_items), shift, r.levels, r.lo, delta, key_bits, top_n
+        )
+
+    @property
+    def protocol(self) -> str:
+        """The registered protocol that computes one target's result in this mode."""
+        return "recommend-topn" if self.top_n else "recommend"
 
     # -- derived --------------------------------------------------------------------------
     def layout(self, group: GroupParams) -> RecLayout:
@@ -168,7 +183,8 @@ class RecParams:
             len(self.dense_items),
             self.shift,
             self.levels,
-            max_neighbours=max(1, len(self.users) - 1),
+            max_neighbours=max(1, min(self.top_n, len(self.users) - 1) if self.top_n else len(self.users) - 1),
+            tie_bits=max(1, (len(self.users) - 1).bit_length()) if self.top_n else 0,
         )
 
     def position(self, user: str) -> int:
@@ -350,10 +366,14 @@ class RecommenderService:
         self.stats: dict[str, Any] = {"computed": 0, "cache_hits": 0, "compute_s": 0.0, "replicas": 0}
         party.stats["recommender"] = self.stats
         # Randomness of the comparisons, precomputed while the server is idle (one query's worth).
-        plan = compare_params(self.layout).plan
-        self._per_query = {"levels": self.layout.n_users * plan.levels, "terms": self.layout.n_users * plan.terms}
+        n = self.layout.n_users
+        if self.params.top_n:  # quickselect: about 2n comparisons of ranked values
+            plan, count, joint = CompareParams(self.layout.ranked_bits, 2 * n).plan, 2 * n, 3 * n
+        else:
+            plan, count, joint = compare_params(self.layout).plan, n, n
+        self._per_query = {"levels": count * plan.levels, "terms": count * plan.terms}
         self.sp_pools = SpPools()
-        party.pool_target = max(party.pool_target, self.layout.n_users + 4 * self.layout.n_blocks + 64)
+        party.pool_target = max(party.pool_target, joint + 4 * self.layout.n_blocks + 64)
         if party.role == "sp":
             party.upload_handlers[REC_KIND] = self.upload
             party.fetch_handlers[RESULT_KIND] = self.ensure_result
@@ -361,6 +381,7 @@ class RecommenderService:
             self.sp_pools.dummies.start(idle=self._idle)
         else:
             party.responders["recommend"] = self.psp_recommend_inputs
+            party.responders["recommend-topn"] = self.psp_recommend_inputs
             self.psp_pools()
 
     def _idle(self) -> bool:
@@ -537,7 +558,7 @@ class RecommenderService:
         source = await self.party.run_crypto(self.store.get_record, user, REC_KIND)
         t0 = time.perf_counter()
         result = await self.party.start_session(
-            "recommend",
+            self.params.protocol,
             recommend_pb2.RecommendInputs(layout_version=self.params.layout_version, comparisons=self.layout.n_users),
             {
                 "layout": self.layout,
@@ -599,5 +620,6 @@ class RecommenderService:
             "blocks": blocks,
             "curve_key": key,
             "compare_pools": pools,
+            "top_n": self.params.top_n,
             "run_crypto": self.party.run_crypto,
         }

@@ -158,15 +158,22 @@ class RecSimulation:
 
         a, r = self.args, self.r
         threshold = a.threshold if a.threshold is not None else DEFAULT_THRESHOLD
-        plain = PlainParams(dense=a.dense, shift=a.shift, threshold=threshold, k=0)
+        top_n = getattr(a, "top_n", 0) or 0
+        if top_n:
+            plain = PlainParams(dense=a.dense, shift=a.shift, top_n=top_n, k=0)
+        else:
+            plain = PlainParams(dense=a.dense, shift=a.shift, threshold=threshold, k=0)
         oracle = Recommender(r, plain)
-        params = RecParams.from_ratings(r, oracle.dense_items, a.shift, plain.delta, a.key_bits)  # type: ignore[arg-type]
+        params = RecParams.from_ratings(
+            r, oracle.dense_items, a.shift, plain.delta or 0, a.key_bits, top_n  # type: ignore[arg-type]
+        )
         eligible = [u for i, u in enumerate(r.users) if oracle.vectors[i].any()]
         targets = _targets(list(r.users), a.targets, eligible)
         workers = max(1, min(a.workers, len(r.users)))
         print(
             f"Recommender simulation in {self.root}: {len(r.users)} users, {len(r.items)} items, "
-            f"{a.key_bits}-bit keys, delta {plain.delta}, {len(targets)} target(s), {workers} upload worker(s)"
+            f"{a.key_bits}-bit keys, {f'top {top_n}' if top_n else f'delta {plain.delta}'}, "
+            f"{len(targets)} target(s), {workers} upload worker(s)"
         )
         deadline = time.monotonic() + a.timeout
         ok = False
@@ -240,8 +247,9 @@ class RecSimulation:
                 "items": len(r.items),
                 "dense": a.dense,
                 "shift": a.shift,
-                "threshold": str(threshold),
+                "threshold": None if top_n else str(threshold),
                 "delta": plain.delta,
+                "top_n": top_n or None,
                 "lo": r.lo,
                 "hi": r.hi,
                 "key_bits": a.key_bits,
