@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     with BatchEncryptor(pk) as enc:
         enc.warm_up()
         cts = enc.encrypt(flat)
-    n = layout.upload_count
-    records = [UserRecord.split(layout, cts[i * n : (i + 1) * n]) for i in range(len(r.users))]
+    per_user = layout.upload_count
+    records = [UserRecord.split(layout, cts[i * per_user : (i + 1) * per_user]) for i in range(len(r.users))]
     setup_encrypt = time.perf_counter() - t
     t = time.perf_counter()
     blocks = build_blocks(layout, records)
