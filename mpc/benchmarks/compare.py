@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import random
 import secrets
 import shlex
@@ -52,7 +50,7 @@ from typing import Any
 import gmpy2
 
 import mpc.protocols.compare as cmp
-from mpc.benchmarks.common import publish, standalone
+from mpc.benchmarks.common import loadavg, machine_info, publish, standalone
 from mpc.comparison import ec
 from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import KeyShare, PublicKey, combine, local_joint_keys, params_for
@@ -67,34 +65,8 @@ TARGET_MS = 2.0
 Log = Callable[[str], None]
 
 
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
-def machine_info() -> dict[str, Any]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    try:
-        from importlib.metadata import version
-
-        coincurve = version("coincurve")
-    except Exception:
-        coincurve = None
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable,
-        "python": platform.python_version(),
-        "gmpy2": gmpy2.version(),
-        "gmp": gmpy2.mp_version(),
-        "coincurve": coincurve,
-    }
 
 
 class StepClock:
@@ -382,7 +354,7 @@ def run_benchmark(
             "ms_per_comparison excludes the precomputation of the pools (idle time), reported "
             "separately as precomputed_ms_per_comparison."
         ),
-        "loadavg_start": _loadavg(),
+        "loadavg_start": loadavg(),
     }
     setup: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -455,7 +427,7 @@ def run_benchmark(
             )
             for out in outputs
         }
-    res["loadavg_end"] = _loadavg()
+    res["loadavg_end"] = loadavg()
     return res
 
 
@@ -541,7 +513,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         log=log,
     )
-    return publish(res, machine_info(), command, args.json, format_table, log)
+    return publish(res, {**machine_info(("gmpy2", "coincurve")), "gmp": gmpy2.mp_version()}, command, args.json, format_table, log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,6 @@ import argparse
 import gc
 import itertools
 import os
-import platform
 import secrets
 import shlex
 import statistics
@@ -47,7 +46,7 @@ from typing import Any
 
 import gmpy2
 
-from mpc.benchmarks.common import publish, standalone
+from mpc.benchmarks.common import loadavg, machine_info, publish, standalone
 from mpc.elgamal import KeyShare, combine, local_joint_keys, params_for
 from mpc.elgamal.batch import BatchEncryptor
 from mpc.errors import LayoutError, MpcError
@@ -228,44 +227,10 @@ def _phe_benchmark(bits: int, repeat: int, warmup: int) -> dict[str, Any]:
     return {"phe_encrypt_ms": t.median_ms, "phe_bits": bits, "phe_keygen_s": keygen_s}
 
 
-def _versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    out: dict[str, str | None] = {}
-    for dist in ("coincurve", "phe"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
 
 
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
-def machine_info() -> dict[str, Any]:
-    """Where the figures come from."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    versions = _versions()
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable,
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "gmpy2": gmpy2.version(),
-        "gmp": gmpy2.mp_version(),
-        "coincurve": versions["coincurve"],
-        "phe": versions["phe"],
-    }
 
 
 # -- the benchmark ---------------------------------------------------------------------------
@@ -287,7 +252,7 @@ def run_benchmark(
         raise MpcError("repeat, batch size and batch rounds must be positive, warm-up >= 0")
     from mpc.elgamal.curve import CurvePrivateKey
 
-    result: dict[str, Any] = {"bits": bits, "loadavg_start": _loadavg()}
+    result: dict[str, Any] = {"bits": bits, "loadavg_start": loadavg()}
     params = params_for(bits)
     log(f"joint key generation ({params.name}) ...")
     t0 = time.perf_counter()
@@ -458,7 +423,7 @@ def run_benchmark(
         }
     result["repeat"] = repeat
     result["warmup"] = warmup
-    result["loadavg_end"] = _loadavg()
+    result["loadavg_end"] = loadavg()
     first = [k for k in KEY_ORDER if k in result]
     return {k: result[k] for k in first + [k for k in result if k not in KEY_ORDER]}
 
@@ -569,7 +534,7 @@ def run(args: argparse.Namespace) -> int:
         with_phe=not args.no_phe,
         log=log,
     )
-    return publish(res, machine_info(), command, args.json, format_table, log)
+    return publish(res, {**machine_info(("gmpy2", "coincurve", "phe")), "gmp": gmpy2.mp_version()}, command, args.json, format_table, log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,11 +57,11 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import secrets
 import shlex
 import shutil
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpc.benchmarks.common import publish, standalone
+from mpc.benchmarks.common import loadavg, machine_info, publish, standalone
 from mpc.errors import MpcError
 
 TARGET_RATIO = 0.10
@@ -87,11 +87,6 @@ Log = Callable[[str], None]
 # -- small helpers ---------------------------------------------------------------------------
 
 
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def _stats(samples: Sequence[float]) -> dict[str, float | int]:
@@ -104,36 +99,6 @@ def _stats(samples: Sequence[float]) -> dict[str, float | int]:
     }
 
 
-def machine_info() -> dict[str, Any]:
-    """Where the figures come from (CPU, Python, gRPC and OpenSSL versions)."""
-    import ssl
-    from importlib import metadata
-
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    model = None
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    versions: dict[str, str | None] = {}
-    for dist in ("grpcio", "protobuf", "gmpy2"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "platform": platform.platform(),
-        "cpu_model": model or platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable,
-        "python": platform.python_version(),
-        "python_ssl": ssl.OPENSSL_VERSION,  # gRPC brings its own TLS library (BoringSSL)
-        **versions,
-    }
 
 
 # -- CPU idleness of the child processes --------------------------------------------------------
@@ -985,7 +950,7 @@ def run_benchmark(args: argparse.Namespace, log: Log) -> dict[str, Any]:
     if any(n < 1 for n in args.sizes) or (args.k is not None and args.k < 1):
         raise MpcError("message sizes and k must be positive")
     bits = args.bits
-    res: dict[str, Any] = {"bits": bits, "loadavg_before": _loadavg()}
+    res: dict[str, Any] = {"bits": bits, "loadavg_before": loadavg()}
     root = Path(tempfile.mkdtemp(prefix="mpc-bench-transport-"))
     children = Children()
     sessions: dict[str, Any] = {}
@@ -1013,7 +978,7 @@ def run_benchmark(args: argparse.Namespace, log: Log) -> dict[str, Any]:
             log(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    res["loadavg_after"] = _loadavg()
+    res["loadavg_after"] = loadavg()
 
     rows = net["rows"]
     k = small["k"]
@@ -1270,7 +1235,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return publish(res, machine_info(), command, args.json, format_summary, log)
+    return publish(res, {**machine_info(("grpcio", "protobuf", "gmpy2")), "python_ssl": ssl.OPENSSL_VERSION}, command, args.json, format_summary, log)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
