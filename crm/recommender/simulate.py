@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from mpc.errors import MpcError, ParameterError
+from mpc.parties.simulate import Simulation, read_json
 
 DEFAULT_THRESHOLD = "1/2"
 
@@ -102,7 +102,6 @@ def _own(r: Any, u: str) -> dict[str, int]:
 
 class RecSimulation:
     def __init__(self, root: Path, args: argparse.Namespace, full: Any) -> None:
-        from mpc.parties.simulate import Simulation
 
         self.root = root
         self.args = args
@@ -112,44 +111,16 @@ class RecSimulation:
 
     def spawn_module(self, name: str, argv: list[str]) -> Any:
         """A worker: ``python -m crm.recommender.simulate ...``, stdout to logs/NAME.out."""
-        from mpc.parties.simulate import Child, _die_with_parent
-
-        logs = self.root / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        err = open(logs / f"{name}.log", "wb")  # noqa: SIM115
-        out = open(logs / f"{name}.out", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "crm.recommender.simulate", *argv],
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
-        )
-        child = Child(name, proc, logs / f"{name}.log", out)
-        self.sim.children.append(child)
-        return child
+        return self.sim.spawn(name, argv, stdout_to_file=True, module="crm.recommender.simulate")
 
     def _wait(self, workers: list[Any], servers: list[Any], deadline: float) -> list[dict[str, Any]]:
-        pending = list(workers)
-        while pending:
-            self.sim.check_servers(servers)
-            for c in list(pending):
-                if c.proc.poll() is not None:
-                    pending.remove(c)
-            if time.monotonic() > deadline:
-                raise MpcError(f"timed out waiting for {len(pending)} worker(s); logs in {self.root / 'logs'}")
-            time.sleep(0.05)
-        reports = []
-        for c in workers:
-            c.out.close()
-            text = (self.root / "logs" / f"{c.name}.out").read_text().strip()
-            try:
-                reports.append(json.loads(text.splitlines()[-1]))
-            except (ValueError, IndexError):
-                raise MpcError(f"worker {c.name} exited {c.proc.returncode} without a report:\n{c.tail()}") from None
-            if not reports[-1].get("ok"):
-                raise MpcError(f"worker {c.name} failed: {reports[-1].get('error')}")
-        return reports
+        reports = self.sim.wait_for(workers, servers, deadline, "worker(s)")
+        for c, rep in zip(workers, reports, strict=True):
+            if rep is None:
+                raise MpcError(f"worker {c.name} exited {c.proc.returncode} without a report:\n{c.tail()}")
+            if not rep.get("ok"):
+                raise MpcError(f"worker {c.name} failed: {rep.get('error')}")
+        return reports  # type: ignore[return-value]
 
     def run(self) -> dict[str, Any]:
         from crm.recommender.plain import PlainParams, Recommender
@@ -217,7 +188,7 @@ class RecSimulation:
             t = time.perf_counter()
             self.sim._stop(servers)
             self.phases["shutdown"] = time.perf_counter() - t
-            stats = {c.name: _read_json(self.root / c.name / "stats.json") for c in servers}
+            stats = {c.name: read_json(self.root / c.name / "stats.json") for c in servers}
         finally:
             self.sim._kill_all()
 
@@ -297,13 +268,6 @@ def _titles(path: str | None) -> dict[str, str]:
     from crm.recommender.data import load_titles
 
     return load_titles(path)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 # -- workers (child processes) -----------------------------------------------------------------

@@ -20,6 +20,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,13 +119,14 @@ class Simulation:
     children: list[Child] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
 
-    def spawn(self, name: str, argv: list[str], stdout_to_file: bool = False) -> Child:
+    def spawn(self, name: str, argv: list[str], stdout_to_file: bool = False, module: str = "mpc") -> Child:
+        """``python -m MODULE ARGV`` with stderr (and optionally stdout) in logs/NAME.*."""
         log = self.root / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         err = open(log, "wb")  # noqa: SIM115 (kept open for the child's lifetime)
         out = open(self.root / "logs" / f"{name}.out", "wb") if stdout_to_file else subprocess.DEVNULL  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mpc", *argv],
+            [sys.executable, "-m", module, *argv],
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -180,7 +182,7 @@ class Simulation:
             t = time.perf_counter()
             self._stop(servers)
             self.phases["shutdown"] = time.perf_counter() - t
-            stats = {c.name: _read_json(self.root / c.name / "stats.json") for c in servers}
+            stats = {c.name: read_json(self.root / c.name / "stats.json") for c in servers}
         except KeyboardInterrupt:
             print("\ninterrupted: stopping every party", file=sys.stderr)
             raise
@@ -198,30 +200,38 @@ class Simulation:
             if time.monotonic() > deadline:
                 raise MpcError("timed out waiting for key generation; see logs in " + str(self.root / "logs"))
             time.sleep(0.05)
-        fps = {_read_json(p).get("fingerprint") for p in want}
+        fps = {read_json(p).get("fingerprint") for p in want}
         if len(fps) != 1:
             raise MpcError("SP and PSP hold different joint keys")
 
-    def _wait_for_users(self, users: list[Child], servers: list[Child], deadline: float) -> list[dict[str, Any]]:
-        pending = list(users)
+    def wait_for(
+        self, children: list[Child], servers: list[Child], deadline: float, what: str
+    ) -> list[dict[str, Any] | None]:
+        """Wait for ``children`` to exit (watching the servers); each one's last JSON line, or None."""
+        pending = list(children)
         while pending:
             self.check_servers(servers)
-            for c in list(pending):
-                if c.proc.poll() is not None:
-                    pending.remove(c)
-            if time.monotonic() > deadline:
-                raise MpcError(f"timed out waiting for {len(pending)} user(s)")
+            pending = [c for c in pending if c.proc.poll() is None]
+            if pending and time.monotonic() > deadline:
+                raise MpcError(f"timed out waiting for {len(pending)} {what}; logs in {self.root / 'logs'}")
             time.sleep(0.05)
-        results = []
-        for c in users:
+        reports: list[dict[str, Any] | None] = []
+        for c in children:
             if c.out is not None:
                 c.out.close()
             text = (self.root / "logs" / f"{c.name}.out").read_text().strip()
             try:
-                results.append(json.loads(text.splitlines()[-1]))
+                reports.append(json.loads(text.splitlines()[-1]))
             except (ValueError, IndexError):
-                results.append({"user": c.name, "ok": False, "error": f"no report; log:\n{c.tail()}"})
-        return results
+                reports.append(None)
+        return reports
+
+    def _wait_for_users(self, users: list[Child], servers: list[Child], deadline: float) -> list[dict[str, Any]]:
+        reports = self.wait_for(users, servers, deadline, "user(s)")
+        return [
+            r if r is not None else {"user": c.name, "ok": False, "error": f"no report; log:\n{c.tail()}"}
+            for c, r in zip(users, reports, strict=True)
+        ]
 
     def _stop(self, servers: list[Child], grace: float = 15.0) -> None:
         for c in servers:
@@ -284,7 +294,7 @@ class Simulation:
         print("OK" if s["ok"] else "FAILED")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -292,8 +302,4 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _median(xs: list[float]) -> float:
-    if not xs:
-        return 0.0
-    ys = sorted(xs)
-    n = len(ys)
-    return ys[n // 2] if n % 2 else (ys[n // 2 - 1] + ys[n // 2]) / 2
+    return statistics.median(xs) if xs else 0.0
