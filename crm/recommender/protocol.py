@@ -54,6 +54,7 @@ from mpc.protocols.wire import (
     ciphertexts_from_batch,
     element_batch,
     elements_from_batch,
+    parse_message,
 )
 from mpc.v1 import compare_pb2, recommend_pb2
 
@@ -93,7 +94,7 @@ def masked_message(pk: PublicKey, share: KeyShare, cts: Sequence[Ciphertext]) ->
 
 def open_masked(pk: PublicKey, share: KeyShare, data: bytes, count: int, what: str) -> list[int]:
     """PSP: decrypt a MaskedBatch with its own partials."""
-    msg = _parse(recommend_pb2.MaskedBatch, data, what)
+    msg = parse_message(recommend_pb2.MaskedBatch, data, what)
     cts = ciphertexts_from_batch(pk, msg.ciphertexts, what)
     theirs = elements_from_batch(pk.params, msg.partials, what)
     if len(cts) != count or len(theirs) != count:
@@ -106,7 +107,7 @@ def batch_message(pk: PublicKey, cts: Sequence[Ciphertext]) -> bytes:
 
 
 def read_batch(pk: PublicKey, data: bytes, count: int, what: str) -> list[Ciphertext]:
-    msg = _parse(recommend_pb2.CiphertextBatch, data, what)
+    msg = parse_message(recommend_pb2.CiphertextBatch, data, what)
     cts = ciphertexts_from_batch(pk, msg.ciphertexts, what)
     if len(cts) != count:
         raise EncodingError(f"{what}: {len(cts)} ciphertexts, expected {count}")
@@ -144,11 +145,6 @@ def selection_bits(pk: PublicKey, results: Sequence[Ciphertext], target: int) ->
     return out
 
 
-def _parse(cls: Any, data: bytes, what: str) -> Any:
-    try:
-        return cls.FromString(bytes(data))
-    except Exception as exc:
-        raise EncodingError(f"malformed {what}: {exc}") from exc
 
 
 # -- the phases both modes share (each party's side, inside a session) ---------------------------

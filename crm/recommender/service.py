@@ -65,6 +65,7 @@ from mpc.elgamal.params import GroupParams
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols.compare import CompareParams
+from mpc.protocols.wire import parse_message
 from mpc.v1 import recommend_pb2, steps_pb2, user_pb2
 
 log = logging.getLogger("crm.recommender.service")
@@ -277,7 +278,7 @@ class SpReplicate:
     async def run(self, ctx: SessionContext) -> object:
         header: user_pb2.UploadChunk = ctx.inputs["record"]
         await ctx.send("psp", "record", header.SerializeToString())
-        ack = steps_pb2.DeliverReady.FromString(await ctx.receive("psp", "stored"))
+        ack = parse_message(steps_pb2.DeliverReady, await ctx.receive("psp", "stored"), "replication acknowledgement")
         return int(ack.count)
 
 
@@ -285,10 +286,7 @@ class PspReplicate:
     async def run(self, ctx: SessionContext) -> object:
         service: RecommenderService = ctx.inputs["service"]
         user: str = ctx.inputs["user"]
-        try:
-            msg = user_pb2.UploadChunk.FromString(await ctx.receive("sp", "record"))
-        except Exception as exc:
-            raise EncodingError(f"malformed replicated record: {exc}") from exc
+        msg = parse_message(user_pb2.UploadChunk, await ctx.receive("sp", "record"), "replicated record")
         version = await service.keep_replica(user, msg)
         await ctx.send("sp", "stored", steps_pb2.DeliverReady(count=version).SerializeToString())
         return version
@@ -316,10 +314,7 @@ class Replicate(ProtocolSpec):
         service = getattr(party, "recommender", None)
         if service is None:
             raise ProtocolError("this PSP has no recommender configured (config key 'recommender')")
-        try:
-            start = steps_pb2.DeliverInputs.FromString(raw)
-        except Exception as exc:
-            raise EncodingError(f"malformed replicate inputs: {exc}") from exc
+        start = parse_message(steps_pb2.DeliverInputs, raw, "replicate inputs")
         service.params.position(start.user_id)
         return {"service": service, "user": start.user_id}
 
@@ -600,10 +595,7 @@ class RecommenderService:
 
     # -- PSP: responder of "recommend" ------------------------------------------------------
     def psp_recommend_inputs(self, raw: bytes) -> dict[str, Any]:
-        try:
-            start = recommend_pb2.RecommendInputs.FromString(raw)
-        except Exception as exc:
-            raise EncodingError(f"malformed recommend inputs: {exc}") from exc
+        start = parse_message(recommend_pb2.RecommendInputs, raw, "recommend inputs")
         if start.layout_version != self.params.layout_version or start.comparisons != self.layout.n_users:
             raise ParameterError(
                 f"the SP asks for layout version {start.layout_version} over {start.comparisons} users; this PSP "

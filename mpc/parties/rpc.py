@@ -12,17 +12,18 @@ plain protocol logic.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError, Message
+from google.protobuf import symbol_database
+from google.protobuf.message import Message
 
 from mpc import errors, transport
 from mpc.parties.certs import PeerIdentity, identity_from_pem
+from mpc.protocols.wire import parse_message
 
 log = logging.getLogger("mpc.rpc")
 
@@ -191,8 +192,6 @@ def service_handler(
     ``allowed`` maps a method name to the roles that may call it. Each servicer
     method is ``async def Method(request_or_iterator, identity, context)``.
     """
-    from google.protobuf import symbol_database
-
     sym = symbol_database.Default()
     handlers = {}
     for method in service.methods:
@@ -238,11 +237,6 @@ async def _fail(context: grpc.aio.ServicerContext, full: str, ident: PeerIdentit
     await context.abort(code, str(exc), trailing_metadata=((ERROR_HEADER, type(exc).__name__),))
 
 
-def _parse(req_cls: type[Message], data: bytes, full: str) -> Message:
-    try:
-        return req_cls.FromString(data)
-    except (DecodeError, RuntimeWarning) as exc:
-        raise errors.EncodingError(f"malformed {req_cls.__name__} for {full}: {exc}") from exc
 
 
 def _unary_unary(impl: Callable, req_cls: type[Message], roles: frozenset[str], full: str, traffic: TrafficCounter | None):
@@ -251,7 +245,7 @@ def _unary_unary(impl: Callable, req_cls: type[Message], roles: frozenset[str], 
         try:
             if traffic:
                 traffic.add_received(ident.role, len(data))
-            reply = await impl(_parse(req_cls, data, full), ident, context)
+            reply = await impl(parse_message(req_cls, data, f"{req_cls.__name__} for {full}"), ident, context)
             out = reply.SerializeToString()
             if traffic:
                 traffic.add_sent(ident.role, len(out))
@@ -273,7 +267,7 @@ def _stream_unary(impl: Callable, req_cls: type[Message], roles: frozenset[str],
             async for data in request_iterator:
                 if traffic:
                     traffic.add_received(ident.role, len(data))
-                yield _parse(req_cls, data, full)
+                yield parse_message(req_cls, data, f"{req_cls.__name__} for {full}")
 
         try:
             reply = await impl(parsed(), ident, context)
@@ -306,8 +300,6 @@ class RawStub:
         traffic: TrafficCounter | None = None,
         address: str | None = None,
     ) -> None:
-        from google.protobuf import symbol_database
-
         sym = symbol_database.Default()
         self.peer_role = peer_role
         self.address = address
@@ -397,7 +389,3 @@ def chunks(data: bytes, size: int = CHUNK_BYTES) -> list[memoryview]:
     """Cut ``data`` into pieces of at most ``size`` bytes (at least one, maybe empty)."""
     mv = memoryview(data)
     return [mv[i : i + size] for i in range(0, max(len(data), 1), size)] if data else [mv[0:0]]
-
-
-def now() -> float:
-    return time.time()

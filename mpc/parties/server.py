@@ -24,7 +24,6 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -33,9 +32,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 import mpc.protocols  # noqa: F401  (registers the protocols)
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey
 from mpc.errors import (
-    AuthorizationError,
     EncodingError,
-    MpcError,
     NotFound,
     ParameterError,
     PeerFailed,
@@ -49,7 +46,7 @@ from mpc.parties.grpc_transport import GrpcTransport
 from mpc.parties.store import Store
 from mpc.protocol import SessionContext, get_protocol, new_session_id, run_role
 from mpc.protocols.deliver import Outbox
-from mpc.protocols.wire import ciphertext_batch, ciphertexts_from_batch, element_batch
+from mpc.protocols.wire import ciphertext_batch, element_batch, parse_message
 from mpc.transport import Mailbox
 from mpc.v1 import common_pb2, peer_pb2, steps_pb2, user_pb2
 
@@ -370,7 +367,7 @@ class PartyServer:
     def responder_inputs(self, protocol: str, raw: bytes) -> tuple[dict[str, Any], Callable[[Any], None] | None]:
         """Local inputs for our role in a session the peer started, and what to do with the result."""
         if protocol == "keygen":
-            start = _parse(steps_pb2.KeygenInputs, raw, "keygen inputs")
+            start = parse_message(steps_pb2.KeygenInputs, raw, "keygen inputs")
             if self.pk is not None:
                 raise ProtocolError("this server already has a joint key; refusing a second key generation")
             if start.key_bits != self.params.bits or start.seed != self.params.seed:
@@ -430,11 +427,6 @@ def _time_left(ctx: Any, margin: float = 1.0) -> float | None:
     return None if left is None else max(0.1, left - margin)
 
 
-def _parse(cls: Any, raw: bytes, what: str) -> Any:
-    try:
-        return cls.FromString(raw)
-    except Exception as exc:
-        raise EncodingError(f"malformed {what}: {exc}") from exc
 
 
 class PeerService:
@@ -567,10 +559,7 @@ class DeliveryService:
 
     async def CollectPartials(self, req: user_pb2.CollectRequest, ident: PeerIdentity, ctx: Any) -> user_pb2.CollectReply:
         pk, _ = self.p.require_key()
-        try:
-            partials = self.p.outbox.collect(req.delivery_id, ident.name)
-        except AuthorizationError:
-            raise
+        partials = self.p.outbox.collect(req.delivery_id, ident.name)
         return user_pb2.CollectReply(partials=element_batch(pk.params, partials))
 
 
@@ -586,5 +575,3 @@ RESULT_HOOKS: dict[str, dict[str, Callable[[PublicKey, list[Ciphertext]], list[C
     "values": {"sum": _sum},
 }
 """kind uploaded -> {result kind: function}. Results are dropped when their source changes."""
-
-_ = (ciphertexts_from_batch, Path, MpcError)

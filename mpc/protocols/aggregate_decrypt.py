@@ -49,6 +49,7 @@ from mpc.protocols.wire import (
     ciphertexts_from_batch,
     element_batch,
     elements_from_batch,
+    parse_message,
 )
 from mpc.v1.aggregate_decrypt_pb2 import (
     AggregateDecryptCiphertexts,
@@ -117,10 +118,7 @@ def psp_partials(
     pk: PublicKey, share: KeyShare, record: AggregateRecord, raw: bytes
 ) -> tuple[bytes, int]:
     """Step function (PSP): decode the ``ciphertexts`` message; its ``partials`` message and size."""
-    try:
-        msg = AggregateDecryptCiphertexts.FromString(raw)
-    except Exception as exc:
-        raise EncodingError(f"malformed aggregate ciphertexts: {exc}") from exc
+    msg = parse_message(AggregateDecryptCiphertexts, raw, "aggregate ciphertexts")
     cts = ciphertexts_from_batch(pk, msg.ciphertexts, "aggregate ciphertexts")
     if len(cts) != record.count:
         raise ProtocolError(
@@ -135,10 +133,7 @@ def sp_combine(
     pk: PublicKey, cts: Sequence[Ciphertext], own: Sequence[int], raw: bytes
 ) -> list[int]:
     """Step function (SP): decode the PSP's ``partials`` message and decrypt with both partials."""
-    try:
-        msg = AggregateDecryptPartials.FromString(raw)
-    except Exception as exc:
-        raise EncodingError(f"malformed aggregate partials: {exc}") from exc
+    msg = parse_message(AggregateDecryptPartials, raw, "aggregate partials")
     theirs = elements_from_batch(pk.params, msg.partials, "aggregate partials")
     if len(theirs) != len(cts):
         raise ProtocolError(f"the PSP sent {len(theirs)} partials for {len(cts)} ciphertexts")
@@ -206,10 +201,7 @@ class AggregateDecrypt(ProtocolSpec):
                 f"an aggregate decryption is started by the SP; the {role!r} cannot be asked to join one"
             )
         pk, share = party.require_key()
-        try:
-            start = AggregateDecryptInputs.FromString(raw)
-        except Exception as exc:
-            raise EncodingError(f"malformed aggregate-decrypt inputs: {exc}") from exc
+        start = parse_message(AggregateDecryptInputs, raw, "aggregate-decrypt inputs")
         minimum = getattr(
             getattr(party, "config", None), "aggregate_min_contributors", DEFAULT_MIN_CONTRIBUTORS
         )

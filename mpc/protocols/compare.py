@@ -66,6 +66,7 @@ from mpc.protocols.wire import (
     ciphertexts_from_batch,
     element_batch,
     elements_from_batch,
+    parse_message,
 )
 from mpc.v1 import common_pb2, compare_pb2
 
@@ -181,16 +182,9 @@ class CompareParams:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CompareParams:
-        return cls.from_proto(_parse(compare_pb2.CompareParams, raw, "comparison parameters"))
+        return cls.from_proto(parse_message(compare_pb2.CompareParams, raw, "comparison parameters"))
 
 
-def _parse(cls: Any, raw: bytes, what: str) -> Any:
-    if not isinstance(raw, bytes | bytearray | memoryview):
-        raise EncodingError(f"{what}: expected bytes, got {type(raw).__name__}")
-    try:
-        return cls.FromString(bytes(raw))
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise EncodingError(f"malformed {what}: {exc}") from exc
 
 
 def _blob(batch: common_pb2.Batch, count: int, what: str) -> bytes:
@@ -288,7 +282,7 @@ def sp_partials(state: SpState, share: KeyShare) -> bytes:
 def sp_terms(state: SpState, payload: bytes, pools: SpPools | None = None) -> bytes:
     """Step ``terms``: blinded, shuffled DGK terms (and the hint bits for output "psp")."""
     p = state.params
-    msg = _parse(compare_pb2.CompareBits, payload, "comparison bits")
+    msg = parse_message(compare_pb2.CompareBits, payload, "comparison bits")
     key = bytes(msg.curve_key)
     ec.parse_compressed(key, "PSP curve key")
     blob = _blob(msg.ciphertexts, p.count * p.plan.levels, "thermometer ciphertexts")
@@ -315,7 +309,7 @@ def sp_finish(
     the results to the PSP, as every protocol does) to make them unlinkable.
     """
     p = state.params
-    msg = _parse(compare_pb2.CompareResult, payload, "comparison result")
+    msg = parse_message(compare_pb2.CompareResult, payload, "comparison result")
     if msg.count != p.count:
         raise ProtocolError(f"PSP reports {msg.count} comparisons, expected {p.count}")
     if p.output == OUTPUT_PSP:
@@ -358,7 +352,7 @@ def psp_masked(
     pk: PublicKey, share: KeyShare, payload: bytes, params: CompareParams | None = None
 ) -> PspState:
     """Step ``masked`` at the PSP: check the batch and compute its own partial decryptions."""
-    msg = _parse(compare_pb2.CompareMasked, payload, "masked comparison values")
+    msg = parse_message(compare_pb2.CompareMasked, payload, "masked comparison values")
     if not msg.HasField("params"):
         raise EncodingError("masked comparison values: parameters missing")
     theirs = CompareParams.from_proto(msg.params)
@@ -377,7 +371,7 @@ def psp_masked(
 def psp_bits(state: PspState, payload: bytes, pools: PspPools) -> bytes:
     """Step ``bits``: decrypt c_k, encrypt the digit thermometers of c_k mod 2^l."""
     p = state.params
-    msg = _parse(compare_pb2.ComparePartials, payload, "SP partial decryptions")
+    msg = parse_message(compare_pb2.ComparePartials, payload, "SP partial decryptions")
     if msg.partials.count != len(state.packed):
         raise EncodingError(
             f"SP partial decryptions: {msg.partials.count}, expected {len(state.packed)}"
@@ -404,7 +398,7 @@ def psp_result(
     p = state.params
     if len(state.values) != p.count:
         raise ProtocolError("comparison terms before the values were decrypted (step 'bits')")
-    msg = _parse(compare_pb2.CompareTerms, payload, "comparison terms")
+    msg = parse_message(compare_pb2.CompareTerms, payload, "comparison terms")
     blob = _blob(msg.terms, p.count * p.plan.terms, "comparison terms")
     if p.output == OUTPUT_PSP:
         hints = _unpack_bits(bytes(msg.hints), p.count, "comparison hints")

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey
 from mpc.errors import AuthorizationError, EncodingError, NotFound, ProtocolError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
-from mpc.protocols.wire import ciphertext_batch, ciphertexts_from_batch
+from mpc.protocols.wire import ciphertext_batch, ciphertexts_from_batch, parse_message
 from mpc.v1 import steps_pb2
 
 RunCrypto = Callable[..., Awaitable[Any]]
@@ -92,7 +92,7 @@ class SpDeliver:
         own = asyncio.ensure_future(run_crypto(partials_of, share, cts))
         try:
             await ctx.send("psp", "ciphertexts", msg.SerializeToString())
-            ready = steps_pb2.DeliverReady.FromString(await ctx.receive("psp", "ready"))
+            ready = parse_message(steps_pb2.DeliverReady, await ctx.receive("psp", "ready"), "delivery acknowledgement")
         except BaseException:
             own.cancel()
             raise
@@ -108,7 +108,7 @@ class PspDeliver:
         outbox: Outbox = ctx.inputs["outbox"]
         start: steps_pb2.DeliverInputs = ctx.inputs["start"]
         run_crypto: RunCrypto = ctx.inputs.get("run_crypto", _inline)
-        msg = steps_pb2.DeliverCiphertexts.FromString(await ctx.receive("sp", "ciphertexts"))
+        msg = parse_message(steps_pb2.DeliverCiphertexts, await ctx.receive("sp", "ciphertexts"), "delivery ciphertexts")
         cts = await run_crypto(ciphertexts_from_batch, pk, msg.ciphertexts)
         partials = await run_crypto(partials_of, share, cts)
         outbox.put(start.delivery_id, start.user_id, partials)
@@ -130,10 +130,7 @@ class Deliver(ProtocolSpec):
             # Only the SP starts a delivery, so the responder is always the PSP.
             raise ProtocolError(f"a delivery is started by the SP; the {role!r} cannot be asked to join one")
         pk, share = party.require_key()
-        try:
-            start = steps_pb2.DeliverInputs.FromString(raw)
-        except Exception as exc:
-            raise EncodingError(f"malformed deliver inputs: {exc}") from exc
+        start = parse_message(steps_pb2.DeliverInputs, raw, "deliver inputs")
         if not start.user_id or not start.delivery_id:
             raise EncodingError("deliver inputs must name the user and the delivery")
         return {"pk": pk, "share": share, "outbox": party.outbox, "start": start, "run_crypto": party.run_crypto}

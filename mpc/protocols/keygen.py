@@ -16,6 +16,7 @@ from mpc.elgamal.params import GroupParams
 from mpc.elgamal.scheme import element_from_bytes, element_to_bytes
 from mpc.errors import EncodingError, KeyGenerationError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocols.wire import parse_message
 from mpc.v1 import steps_pb2
 
 
@@ -24,7 +25,7 @@ def encode_commit(c: Commitment) -> bytes:
 
 
 def decode_commit(party: str, data: bytes) -> Commitment:
-    msg = steps_pb2.KeygenCommit.FromString(data)
+    msg = parse_message(steps_pb2.KeygenCommit, data, f"commitment of {party!r}")
     if len(msg.digest) != 32:
         raise EncodingError(f"commitment of {party!r} must be 32 bytes, got {len(msg.digest)}")
     return Commitment(party, msg.digest)
@@ -37,7 +38,7 @@ def encode_reveal(params: GroupParams, r: Reveal) -> bytes:
 
 
 def decode_reveal(params: GroupParams, party: str, data: bytes) -> Reveal:
-    msg = steps_pb2.KeygenReveal.FromString(data)
+    msg = parse_message(steps_pb2.KeygenReveal, data, f"reveal of {party!r}")
     try:
         h = element_from_bytes(params, msg.h, f"public share of {party!r}")
         proof = Proof.from_bytes(params, msg.proof)

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from google.protobuf.message import Message
 
 from mpc.elgamal import Ciphertext, PublicKey
 from mpc.elgamal.params import GroupParams
 from mpc.elgamal.scheme import element_from_bytes, element_to_bytes
 from mpc.errors import EncodingError
 from mpc.v1 import common_pb2
+
+
+def parse_message(cls: type[Message], data: object, what: str) -> Any:
+    """Decode a Protobuf step message; anything malformed is an EncodingError naming ``what``."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise EncodingError(f"{what}: expected bytes, got {type(data).__name__}")
+    try:
+        return cls.FromString(bytes(data))
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise EncodingError(f"malformed {what}: {exc}") from exc
 
 
 def _check_batch(batch: common_pb2.Batch, width: int, what: str) -> None:
