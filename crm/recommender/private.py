@@ -40,9 +40,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mpc.elgamal import Ciphertext, PublicKey
+from mpc.elgamal.multiexp import multiexp_ciphertexts
 from mpc.elgamal.params import GroupParams
 from mpc.errors import LayoutError, ParameterError
-from mpc.packing import SlotLayout, pack_ciphertexts
+from mpc.packing import SlotLayout, pack_ciphertexts, pack_masks
 
 KAPPA = 40
 
@@ -266,8 +267,6 @@ def build_blocks(layout: RecLayout, records: Sequence[UserRecord]) -> list[list[
 def mask_target(layout: RecLayout, target: Ciphertext) -> tuple[Ciphertext, list[int]]:
     """SP: A's packed dense vector plus one fresh mask per slot, re-randomised."""
     masks = [secrets.randbits(layout.value_bits + layout.kappa) for _ in range(layout.dense)]
-    from mpc.packing import pack_masks
-
     masked = target.add_plain(pack_masks(layout.target_layout, masks))
     return target.pk.rerandomize(masked), masks
 
@@ -279,8 +278,6 @@ def unmask_target(layout: RecLayout, plain: int) -> list[int]:
 
 def block_products(pk: PublicKey, blocks: Sequence[Sequence[Ciphertext]], exps: Sequence[int]) -> list[Ciphertext]:
     """sum_j exps_j * P_{b,j} for every block b (both servers run this on their own copy)."""
-    from mpc.elgamal.multiexp import multiexp_ciphertexts
-
     return [multiexp_ciphertexts(pk, row, exps) for row in blocks]
 
 
@@ -313,8 +310,6 @@ def unmask_selection(layout: RecLayout, plains: Sequence[int], n: int) -> list[i
 
 def rating_products(pk: PublicKey, ratings: Sequence[Sequence[Ciphertext]], exps: Sequence[int]) -> list[Ciphertext]:
     """sum_B exps_B * D_B[i] for every rating ciphertext position i."""
-    from mpc.elgamal.multiexp import multiexp_ciphertexts
-
     n = len(ratings[0])
     return [multiexp_ciphertexts(pk, [row[i] for row in ratings], exps) for i in range(n)]
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from mpc.errors import MpcError, SessionClosed, TransportError
+from mpc.errors import SessionClosed, TransportError
 from mpc.parties import rpc
 from mpc.transport import Mailbox
 from mpc.v1 import peer_pb2
@@ -84,8 +84,6 @@ class GrpcTransport:
                 log.info("retrying %s/%s to %s in %.1fs: %s", session[:8], step, to, delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 2.0)
-            except MpcError:
-                raise
 
     async def receive(self, frm: str, session: str, step: str, timeout: float | None = None) -> bytes:
         return await self.mailbox.receive(session, step, frm, timeout=timeout if timeout is not None else self.deadline_s)

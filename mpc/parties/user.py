@@ -20,11 +20,10 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mpc.elgamal import PublicKey, combine_many, params_for
 from mpc.elgamal.params import DEFAULT_SEED
-from mpc.errors import AuthorizationError, EncodingError, MpcError, ParameterError, TransportError
+from mpc.errors import AuthorizationError, EncodingError, ParameterError, TransportError
 from mpc.parties import rpc
 from mpc.parties.config import key_fingerprint
 from mpc.protocols.wire import ciphertexts_from_batch, elements_from_batch
@@ -102,6 +101,7 @@ class UserClient:
             self._psp_channel, user_pb2.DESCRIPTOR.services_by_name["Delivery"], "psp", self.traffic, config.psp
         )
         self._pk: PublicKey | None = None
+        self._fast_pk: PublicKey | None = None
 
     @classmethod
     def from_config(cls, path: str | Path) -> UserClient:
@@ -125,10 +125,12 @@ class UserClient:
         """The joint key, checked to be the same at the SP and the PSP.
 
         ``wait_s`` > 0 keeps retrying while the servers are starting (key
-        generation not finished, or not listening yet).
+        generation not finished, or not listening yet). ``precompute`` gives the
+        same key with fixed-base tables (built on first use: worth it for more
+        than a few dozen encryptions).
         """
         if self._pk is not None:
-            return self._pk
+            return self._with_tables() if precompute else self._pk
         loop = asyncio.get_running_loop()
         give_up = loop.time() + wait_s
         delay = 0.1
@@ -148,19 +150,23 @@ class UserClient:
             raise AuthorizationError("the SP and the PSP serve different public keys: refusing to encrypt")
         if sp_info.group != self.params.name or sp_info.seed != self.params.seed:
             raise ParameterError(f"servers use {sp_info.group}, this user is configured for {self.params.name}")
-        pk = PublicKey.from_bytes(self.params, sp_info.h, precompute=precompute)
+        pk = PublicKey.from_bytes(self.params, sp_info.h, precompute=False)
         if key_fingerprint(pk) != sp_info.fingerprint:
             raise EncodingError("public key fingerprint does not match the key")
         self._pk = pk
-        return pk
+        return self._with_tables() if precompute else pk
+
+    def _with_tables(self) -> PublicKey:
+        if self._fast_pk is None:
+            assert self._pk is not None
+            self._fast_pk = PublicKey(self._pk.params, self._pk.h, precompute=True)
+        return self._fast_pk
 
     async def upload(self, kind: str, values: Sequence[int], layout_version: int = 0) -> int:
         """Encrypt ``values`` (integers in [0, N)) locally and replace the stored record ``kind``."""
         if not values:
             raise ParameterError("nothing to upload")
         pk = await self.public_key(precompute=len(values) > 32)
-        if pk.precompute != (len(values) > 32):
-            pk = PublicKey(pk.params, pk.h, precompute=len(values) > 32)
         loop = asyncio.get_running_loop()
         cts = await loop.run_in_executor(None, lambda: [pk.encrypt(v) for v in values])
         return await self.upload_ciphertexts(kind, pk.ciphertexts_to_bytes(cts), len(cts), layout_version)
@@ -197,10 +203,4 @@ class UserClient:
         return combine_many(cts, [sp_partials, psp_partials])
 
 
-async def with_client(config: UserConfig, fn: Any) -> Any:
-    """Run ``await fn(client)`` with a connected client, closing it afterwards."""
-    async with UserClient(config) as client:
-        return await fn(client)
-
-
-__all__ = ["MpcError", "UserClient", "UserConfig", "with_client"]
+__all__ = ["UserClient", "UserConfig"]
