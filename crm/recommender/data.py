@@ -141,8 +141,18 @@ def build_ratings(
     return Ratings(users, items, lo, hi, d, user_index, item_index, source)
 
 
-def _lines(path: Path, *, latin1_fallback: bool = False) -> Iterator[tuple[int, str]]:
-    """(line number, text without the line end) for each line, BOM removed on line 1."""
+def _lines(path: Path, *, latin1_fallback: bool = False) -> list[tuple[int, str]]:
+    """(line number, text without the line end) for each line, BOM removed on line 1.
+
+    A file that cannot be read is a DataError naming it.
+    """
+    try:
+        return list(_read_lines(path, latin1_fallback))
+    except OSError as exc:
+        raise DataError(str(path), f"cannot read: {exc.strerror or exc}") from None
+
+
+def _read_lines(path: Path, latin1_fallback: bool) -> Iterator[tuple[int, str]]:
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
@@ -173,10 +183,7 @@ def load_ratings(path: str | Path, scale: tuple[int, int] | None = None) -> Rati
     delimiter: str | None = None
     seen: dict[tuple[str, str], int] = {}
     triples: list[tuple[str, str, int]] = []
-    try:
-        lines = list(_lines(path))
-    except OSError as exc:
-        raise DataError(name, f"cannot read: {exc.strerror or exc}") from None
+    lines = _lines(path)
     for lineno, text in lines:
         if not text.strip():
             continue
@@ -246,10 +253,7 @@ def load_baskets(path: str | Path) -> list[tuple[str, ...]]:
     path = Path(path)
     name = str(path)
     baskets: list[tuple[str, ...]] = []
-    try:
-        lines = list(_lines(path))
-    except OSError as exc:
-        raise DataError(name, f"cannot read: {exc.strerror or exc}") from None
+    lines = _lines(path)
     for lineno, text in lines:
         if not text.strip():
             continue
@@ -270,10 +274,7 @@ def load_titles(path: str | Path) -> dict[str, str]:
     titles: dict[str, str] = {}
     first_line: dict[str, int] = {}
     delimiter: str | None = None
-    try:
-        lines = list(_lines(path, latin1_fallback=True))
-    except OSError as exc:
-        raise DataError(name, f"cannot read: {exc.strerror or exc}") from None
+    lines = _lines(path, latin1_fallback=True)
     for lineno, text in lines:
         if not text.strip():
             continue
