@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from mpc.elgamal import combine, local_joint_keys, params_for
+from mpc.elgamal import combine, local_joint_keys, params_for, sum_ciphertexts
 from mpc.errors import DecryptionError, MpcError
 from mpc.packing import SlotLayout, pack_ciphertexts, pack_masks, random_masks, unblind_packed
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     )
     total = _timed(
         "homomorphic sum over users (one multiplication each)",
-        lambda: _sum(packed_users),
+        lambda: sum_ciphertexts(packed_users),
         rows,
     )
 
@@ -106,13 +106,6 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"Total {sum(t for _, t in rows):.2f} s. All checks passed.")
     return 0
-
-
-def _sum(cts: list) -> object:
-    acc = cts[0]
-    for c in cts[1:]:
-        acc = acc + c
-    return acc
 
 
 def _check(ok: bool, what: str) -> None:

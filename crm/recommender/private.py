@@ -39,7 +39,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mpc.elgamal import Ciphertext, PublicKey
+from mpc.elgamal import Ciphertext, PublicKey, sum_ciphertexts
 from mpc.elgamal.multiexp import multiexp_ciphertexts
 from mpc.elgamal.params import GroupParams
 from mpc.errors import LayoutError, ParameterError
@@ -253,13 +253,7 @@ def build_blocks(layout: RecLayout, records: Sequence[UserRecord]) -> list[list[
     k = layout.users_per_block
     for b in range(layout.n_blocks):
         members = records[b * k : (b + 1) * k]
-        row = []
-        for j in range(layout.dense):
-            acc = members[0].dense[j]
-            for rec in members[1:]:
-                acc = acc + rec.dense[j]
-            row.append(acc)
-        blocks.append(row)
+        blocks.append([sum_ciphertexts([rec.dense[j] for rec in members]) for j in range(layout.dense)])
     return blocks
 
 

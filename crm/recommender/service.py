@@ -59,7 +59,7 @@ from crm.recommender.plain import Recommendation
 from crm.recommender.private import RecLayout, UserRecord, decode_aggregate, user_plaintexts
 from crm.recommender.protocol import compare_params  # importing it registers "recommend"
 from mpc.comparison.pools import PspPools, SpPools
-from mpc.elgamal import Ciphertext, PublicKey
+from mpc.elgamal import Ciphertext, PublicKey, sum_ciphertexts
 from mpc.elgamal.curve import CurvePrivateKey
 from mpc.elgamal.params import GroupParams
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
@@ -432,13 +432,8 @@ class RecommenderService:
     def _block_row(self, pk: PublicKey, b: int) -> list[Ciphertext]:
         k = self.layout.users_per_block
         members = [self.records[p] for p in range(b * k, min((b + 1) * k, self.layout.n_users)) if p in self.records]
-        row = []
-        for j in range(self.layout.dense):
-            acc = _zero(pk)
-            for rec in members:
-                acc = acc + rec.dense[j]
-            row.append(acc)
-        return row
+        # Starting from E(0) (deterministic) lets a block with no uploads yet be a sum too.
+        return [sum_ciphertexts([_zero(pk), *(rec.dense[j] for rec in members)]) for j in range(self.layout.dense)]
 
     def _ready_sync(self) -> tuple[list[UserRecord], list[list[Ciphertext]]]:
         """Every user's record (zeros for the missing) and the blocks, stale ones rebuilt."""

@@ -21,6 +21,7 @@ from mpc.elgamal.scheme import (
     ZeroPool,
     combine,
     combine_many,
+    sum_ciphertexts,
     to_signed,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "local_joint_keys",
     "params_for",
     "prove_knowledge",
+    "sum_ciphertexts",
     "to_signed",
     "verify_knowledge",
 ]

@@ -352,6 +352,16 @@ def combine_many(cts: Sequence[Ciphertext], partials: Sequence[Sequence[int]]) -
     return [combine(ct, [row[i] for row in partials]) for i, ct in enumerate(cts)]
 
 
+def sum_ciphertexts(cts: Sequence[Ciphertext]) -> Ciphertext:
+    """The homomorphic sum of a non-empty list (one multiplication per term and component)."""
+    if not cts:
+        raise ParameterError("cannot sum an empty list of ciphertexts")
+    acc = cts[0]
+    for c in cts[1:]:
+        acc = acc + c
+    return acc
+
+
 def to_signed(m: int, n: int) -> int:
     """Read a plaintext in [0, N) as a signed value in (-N/2, N/2]."""
     return m - n if m > n // 2 else m

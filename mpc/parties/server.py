@@ -30,7 +30,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 import mpc.protocols  # noqa: F401  (registers the protocols)
-from mpc.elgamal import Ciphertext, KeyShare, PublicKey
+from mpc.elgamal import Ciphertext, KeyShare, PublicKey, sum_ciphertexts
 from mpc.errors import (
     EncodingError,
     NotFound,
@@ -564,10 +564,7 @@ class DeliveryService:
 
 
 def _sum(pk: PublicKey, cts: list[Ciphertext]) -> list[Ciphertext]:
-    acc = cts[0]
-    for c in cts[1:]:
-        acc = acc + c
-    return [acc]
+    return [sum_ciphertexts(cts)]
 
 
 RESULT_HOOKS: dict[str, dict[str, Callable[[PublicKey, list[Ciphertext]], list[Ciphertext]]]] = {
