@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from crm.recommender.service import load_or_create_curve_key
 from mpc.comparison.pools import Pool
 from mpc.errors import ParameterError
+from mpc.parties.config import load_or_create_curve_key
 
 
 def test_pool_refills_only_when_idle() -> None:

@@ -44,7 +44,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -63,6 +62,7 @@ from mpc.elgamal import Ciphertext, PublicKey, sum_ciphertexts
 from mpc.elgamal.curve import CurvePrivateKey
 from mpc.elgamal.params import GroupParams
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
+from mpc.parties.config import load_or_create_curve_key
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols.compare import CompareParams
 from mpc.protocols.wire import parse_message
@@ -323,27 +323,6 @@ class Replicate(ProtocolSpec):
 def _zero(pk: PublicKey) -> Ciphertext:
     """The trivial encryption of 0, (1, 1): the same on both servers, for users with no upload."""
     return Ciphertext(pk, gmpy2.mpz(1), gmpy2.mpz(1))
-
-
-CURVE_KEY_FILE = "curve_key.bin"
-
-
-def load_or_create_curve_key(data_dir: Path) -> CurvePrivateKey:
-    """The PSP's own curve key for zero tests: created once, written with mode 0600, reloaded."""
-    path = Path(data_dir) / CURVE_KEY_FILE
-    if path.exists():
-        if path.stat().st_mode & 0o077:
-            raise ParameterError(f"{path} is readable by others: chmod 600 it")
-        return CurvePrivateKey.from_bytes(path.read_bytes())
-    key = CurvePrivateKey.generate()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.to_bytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return key
 
 
 class RecommenderService:

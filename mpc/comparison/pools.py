@@ -50,13 +50,15 @@ BitEncryption = tuple[bytes, bytes, bytes]
 # -- the pools of the comparison ---------------------------------------------------------
 
 
-def bit_encryption_pool(key: CurvePrivateKey, target: int = 0) -> Pool[BitEncryption]:
-    """The PSP's encryptions of bits under its own key: (rG, rY, rY + G) for fresh r.
+def bit_encryption_pool(key: CurvePrivateKey | bytes, target: int = 0) -> Pool[BitEncryption]:
+    """Encryptions of bits under the PSP's curve key: (rG, rY, rY + G) for fresh r.
 
-    C2 = rY uses a comb of the public key (ephemeral r only), so the secret x
-    never enters variable-time code.
+    ``key`` is the PSP's private key (the PSP itself) or its compressed public
+    key (anyone else, e.g. a customer encrypting its attributes). C2 = rY uses
+    a comb of the public key (ephemeral r only), so the secret x never enters
+    variable-time code.
     """
-    y = key.public_key.to_bytes()
+    y = key if isinstance(key, bytes) else key.public_key.to_bytes()
 
     def make(count: int) -> list[BitEncryption]:
         gcomb, ycomb = ec.base_comb(), ec.comb_for(y)

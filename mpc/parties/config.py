@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mpc.elgamal import KeyShare, PublicKey, params_for
+from mpc.elgamal.curve import CurvePrivateKey
 from mpc.elgamal.params import DEFAULT_SEED, GroupParams
 from mpc.errors import ParameterError
 from mpc.parties.rpc import TlsFiles
@@ -111,6 +112,7 @@ class PartyConfig:
 
 # -- key material on disk ------------------------------------------------------------------
 SHARE_FILE = "key_share.bin"
+CURVE_KEY_FILE = "curve_key.bin"
 PUBLIC_FILE = "public_key.json"
 
 
@@ -121,17 +123,38 @@ def key_fingerprint(pk: PublicKey) -> bytes:
     ).digest()
 
 
-def save_keys(data_dir: Path, pk: PublicKey, share: KeyShare) -> None:
-    """Write the key share with mode 0600 (created so, never chmod-ed later) and the public key."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    share_path = data_dir / SHARE_FILE
-    tmp = share_path.with_suffix(".tmp")
+def _write_secret(path: Path, data: bytes) -> None:
+    """Write a secret file with mode 0600 (created so, never chmod-ed later), atomically."""
+    tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(share.to_bytes())
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, share_path)
+    os.replace(tmp, path)
+
+
+def _read_secret(path: Path) -> bytes:
+    if path.stat().st_mode & 0o077:
+        raise ParameterError(f"{path} is readable by others: chmod 600 it")
+    return path.read_bytes()
+
+
+def load_or_create_curve_key(data_dir: Path) -> CurvePrivateKey:
+    """The PSP's own curve key for zero tests: created once, written with mode 0600, reloaded."""
+    path = Path(data_dir) / CURVE_KEY_FILE
+    if path.exists():
+        return CurvePrivateKey.from_bytes(_read_secret(path))
+    key = CurvePrivateKey.generate()
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    _write_secret(path, key.to_bytes())
+    return key
+
+
+def save_keys(data_dir: Path, pk: PublicKey, share: KeyShare) -> None:
+    """Write the key share with mode 0600 and the public key."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _write_secret(data_dir / SHARE_FILE, share.to_bytes())
     info = {
         "group": pk.params.name,
         "seed": pk.params.seed,
@@ -152,14 +175,12 @@ def load_keys(data_dir: Path, params: GroupParams) -> tuple[PublicKey, KeyShare]
         return None
     try:
         info = json.loads(pub_path.read_text())
-        share = KeyShare.from_bytes(params, share_path.read_bytes())
+        share = KeyShare.from_bytes(params, _read_secret(share_path))
     except (OSError, ValueError) as exc:
         raise ParameterError(f"key files in {data_dir} are unreadable: {exc}") from exc
     if info.get("group") != params.name or info.get("seed") != params.seed:
         raise ParameterError(
             f"stored key is for {info.get('group')} but the config asks for {params.name}"
         )
-    if share_path.stat().st_mode & 0o077:
-        raise ParameterError(f"{share_path} is readable by others: chmod 600 it")
     pk = PublicKey.from_bytes(params, bytes.fromhex(info["h"]))
     return pk, share
