@@ -62,7 +62,6 @@ from mpc.elgamal import Ciphertext, PublicKey, sum_ciphertexts
 from mpc.elgamal.curve import CurvePrivateKey
 from mpc.elgamal.params import GroupParams
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
-from mpc.parties.config import load_or_create_curve_key
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols.compare import CompareParams
 from mpc.protocols.wire import parse_message
@@ -363,10 +362,7 @@ class RecommenderService:
 
     def psp_pools(self) -> tuple[CurvePrivateKey, PspPools]:
         """The PSP's zero-test key (kept with mode 0600 in its data directory) and its pools."""
-        key = getattr(self.party, "curve_key", None)
-        if key is None:
-            key = load_or_create_curve_key(self.party.config.data_dir)
-            self.party.curve_key = key
+        key = self.party.curve_key
         pools = getattr(self.party, "compare_pools", None)
         if pools is None or pools.key.to_bytes() != key.to_bytes():
             pools = PspPools(key)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -31,6 +32,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 import mpc.protocols  # noqa: F401  (registers the protocols)
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, sum_ciphertexts
+from mpc.elgamal.curve import CurvePrivateKey
 from mpc.errors import (
     EncodingError,
     NotFound,
@@ -41,7 +43,13 @@ from mpc.errors import (
 )
 from mpc.parties import rpc
 from mpc.parties.certs import PeerIdentity
-from mpc.parties.config import PartyConfig, key_fingerprint, load_keys, save_keys
+from mpc.parties.config import (
+    PartyConfig,
+    key_fingerprint,
+    load_keys,
+    load_or_create_curve_key,
+    save_keys,
+)
 from mpc.parties.grpc_transport import GrpcTransport
 from mpc.parties.store import Store
 from mpc.protocol import SessionContext, get_protocol, new_session_id, run_role
@@ -281,7 +289,15 @@ class PartyServer:
             h=pk.to_bytes(),
             element_bytes=p.element_bytes,
             fingerprint=key_fingerprint(pk),
+            curve_key=self.curve_key.public_key.to_bytes() if self.role == "psp" else b"",
         )
+
+    @functools.cached_property
+    def curve_key(self) -> CurvePrivateKey:
+        """The PSP's own curve key (zero tests; customers encrypt under its public half)."""
+        if self.role != "psp":
+            raise ParameterError("only the PSP holds a curve key")
+        return load_or_create_curve_key(self.config.data_dir)
 
     async def _initiate_keygen(self, patience_s: float = 600.0) -> None:
         """SP at first start: run keygen with the PSP, retrying until it is reachable."""
