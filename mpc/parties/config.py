@@ -10,6 +10,8 @@ Example ``sp.toml``::
     workers = 2                   # threads for crypto work
     deadline_s = 120              # deadline of every outgoing call
     recommender = "rec.json"      # optional: the private recommender's public parameters
+    churn_model = "model.json"    # optional (SP): the churn tree it scores privately
+    admins = ["admin"]            # user names allowed to administer (scoring, catalogue)
 
     [tls]
     ca = "certs/ca.pem"
@@ -53,6 +55,10 @@ class PartyConfig:
     peer_server_name: str | None = None
     recommender: Path | None = None
     """Public parameters of the private recommender (JSON), if this deployment runs it."""
+    churn_model: Path | None = None
+    """The SP's churn tree (model.json), if this deployment scores churn privately."""
+    admins: tuple[str, ...] = ("admin",)
+    """User names (certificate names of role "user") allowed to call administrative methods."""
 
     @property
     def peer_role(self) -> str:
@@ -86,7 +92,7 @@ class PartyConfig:
                 raise ParameterError(f"config [tls] lacks {k}")
         known = {
             "role", "listen", "peer", "data_dir", "tls", "key_bits", "seed", "workers",
-            "deadline_s", "peer_server_name", "recommender",
+            "deadline_s", "peer_server_name", "recommender", "churn_model", "admins",
         }
         unknown = set(raw) - known
         if unknown:
@@ -103,6 +109,8 @@ class PartyConfig:
             deadline_s=float(raw.get("deadline_s", 120.0)),
             peer_server_name=raw.get("peer_server_name"),
             recommender=p(str(raw["recommender"])) if raw.get("recommender") else None,
+            churn_model=p(str(raw["churn_model"])) if raw.get("churn_model") else None,
+            admins=_names(raw.get("admins", ["admin"]), "admins"),
         )
 
     @property
@@ -121,6 +129,12 @@ def key_fingerprint(pk: PublicKey) -> bytes:
     return hashlib.sha256(
         b"mpc-crm/v1/pk|" + int(p.n).to_bytes(p.element_bytes, "big") + p.seed.encode() + b"|" + pk.to_bytes()
     ).digest()
+
+
+def _names(value: object, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ParameterError(f"{what} must be a list of names, got {value!r}")
+    return tuple(value)
 
 
 def _write_secret(path: Path, data: bytes) -> None:

@@ -58,13 +58,15 @@ def write_deployment(
     workers: int = 2,
     deadline_s: float = 120.0,
     recommender: Path | None = None,
+    churn_model: Path | None = None,
 ) -> Deployment:
     """Certificates under ``root/certs`` and TOML configs for SP, PSP and every user.
 
     Addresses default to free loopback ports. ``*_listen`` default to the
     addresses (a server in a namespace may listen on 0.0.0.0 instead).
     ``recommender``: the recommender's public parameters (JSON), named in both
-    server configs.
+    server configs; ``churn_model``: the SP's churn tree (model.json), in the SP's
+    config only (the PSP never sees the model).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -102,6 +104,11 @@ def write_deployment(
                     f"workers = {workers}",
                     f"deadline_s = {deadline_s}",
                     *([f"recommender = {_toml_str(Path(recommender).resolve())}"] if recommender else []),
+                    *(
+                        [f"churn_model = {_toml_str(Path(churn_model).resolve())}"]
+                        if churn_model and role == "sp"
+                        else []
+                    ),
                     "",
                     "[tls]",
                     'ca = "certs/ca.pem"',

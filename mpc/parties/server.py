@@ -127,6 +127,13 @@ class PartyServer:
         self._channel: grpc.aio.Channel | None = None
         self._health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self.pool_target = 256
+        self.grpc_services: list[tuple[Any, object, dict[str, list[str]]]] = []
+        """Extra gRPC services a plugin adds before start(): (descriptor, servicer, method -> roles)."""
+        self.churn: Any = None
+        if config.churn_model is not None or self.role == "psp":
+            from crm.churn.service import ChurnService
+
+            self.churn = ChurnService(self, config.churn_model)
         self.recommender: Any = None
         if config.recommender is not None:
             from crm.recommender.service import RecommenderService
@@ -178,6 +185,8 @@ class PartyServer:
                     )
                 ]
             )
+        for descriptor, servicer, allowed in self.grpc_services:
+            server.add_generic_rpc_handlers([rpc.service_handler(descriptor, servicer, allowed, self.traffic)])
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         await self._set_health(False)
         self.port = server.add_secure_port(c.listen, rpc.server_credentials(c.tls))
