@@ -1,0 +1,362 @@
+"""``mpc-crm churn score``: private churn scoring with the PSP, the SP and the customers as processes.
+
+Fresh certificates and configs in a work directory; the SP gets the tree
+(model.json), the PSP never sees it. Then:
+
+1. upload: customer front-end processes encrypt every customer's attributes
+   under the PSP's curve key (read from the PSP) and upload them to the SP;
+2. scoring: the admin process asks the SP to score everyone and polls the job
+   (a progress bar here); the SP and the PSP run ``churn-score`` chunk by
+   chunk; the admin opens the sealed results with its own key;
+3. the parent compares every private P(loyal) with model.json's plaintext
+   answer and writes ``{"customers": {"<id>": {"p_loyal", "p_loyal_plain",
+   "segment", "match"}}, "total_s", ...}``; it exits 1 on any mismatch.
+
+The parent never creates a gRPC object: it starts processes and reads files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from mpc.errors import MpcError, ParameterError
+
+__all__ = ["add_score_arguments", "run_score"]
+
+
+def add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="customers CSV (the Telco format)")
+    p.add_argument("--model", required=True, help="model.json from `mpc-crm churn train`")
+    p.add_argument("--out", help="write the scores (JSON) to this file")
+    p.add_argument(
+        "--customers", type=int, default=None, help="score only the first N customers (default all)"
+    )
+    p.add_argument("--key-bits", type=int, default=2048, choices=(1024, 2048))
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="upload processes and SP worker processes (default 2)",
+    )
+    p.add_argument(
+        "--segment-threshold",
+        type=float,
+        default=0.5,
+        help="loyal if P(loyal) >= this (default 0.5)",
+    )
+    p.add_argument(
+        "--workdir", help="where certificates, configs, data and logs go (default: a temp dir)"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
+    p.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds")
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from crm.churn.data import load_customers
+    from crm.churn.model import TreeModel, encode_row
+
+    if args.customers is not None and args.customers < 1:
+        raise ParameterError("--customers must be at least 1")
+    if not 0 <= args.segment_threshold <= 1:
+        raise ParameterError("--segment-threshold must be in [0, 1]")
+    model = TreeModel.load(args.model)
+    customers = load_customers(args.data)
+    n = len(customers.ids) if args.customers is None else min(args.customers, len(customers.ids))
+    ids, rows = customers.ids[:n], customers.rows[:n]
+    encoded = {cid: encode_row(model, row) for cid, row in zip(ids, rows, strict=True)}
+    plain = {
+        cid: model.p_loyal_exact(model.leaf_of(row)) for cid, row in zip(ids, rows, strict=True)
+    }
+    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mpc-churn-"))
+    try:
+        report = _Run(root, args, model, ids, encoded, plain).run()
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(root, ignore_errors=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1))
+    return 0 if report["ok"] else 1
+
+
+def _bar(done: int, total: int, t: float, width: int = 30) -> str:
+    filled = int(width * done / total) if total else width
+    rate = done / t if t > 0 else 0.0
+    return f"\r  scoring [{'#' * filled}{'.' * (width - filled)}] {done}/{total} customers, {t:.0f} s ({rate:.0f}/s)"
+
+
+class _Run:
+    def __init__(
+        self,
+        root: Path,
+        args: argparse.Namespace,
+        model: Any,
+        ids: list[str],
+        encoded: dict[str, dict[str, int]],
+        plain: dict[str, Fraction],
+    ) -> None:
+        from mpc.parties.simulate import Simulation
+
+        self.root, self.args, self.model, self.ids = root, args, model, ids
+        self.encoded, self.plain = encoded, plain
+        self.sim = Simulation(root, args)
+        self.phases: dict[str, float] = {}
+
+    def spawn_worker(self, name: str, argv: list[str]) -> Any:
+        return self.sim.spawn(name, argv, stdout_to_file=True, module="crm.churn.score")
+
+    def run(self) -> dict[str, Any]:
+        from mpc.parties.deploy import write_deployment
+        from mpc.parties.simulate import read_json
+
+        a = self.args
+        workers = max(1, a.workers)
+        fronts = [f"frontend-{k}" for k in range(min(workers, len(self.ids)))]
+        print(
+            f"Private churn scoring in {self.root}: {len(self.ids)} customers, {a.key_bits}-bit keys, "
+            f"tree of depth {self.model.depth} with {len(self.model.internal_nodes())} splits, "
+            f"{len(fronts)} upload process(es)"
+        )
+        deadline = time.monotonic() + a.timeout
+        t_all = time.perf_counter()
+        try:
+            t = time.perf_counter()
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / "customers.json").write_text(json.dumps(self.encoded))
+            dep = write_deployment(
+                self.root,
+                ["admin", *fronts],
+                key_bits=a.key_bits,
+                workers=workers,
+                deadline_s=600.0,
+                churn_model=Path(a.model),
+            )
+            self.phases["certificates_and_configs"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            psp = self.sim.spawn(
+                "psp", ["-v", "party", "--role", "psp", "--config", str(dep.psp_config)]
+            )
+            sp = self.sim.spawn(
+                "sp", ["-v", "party", "--role", "sp", "--config", str(dep.sp_config)]
+            )
+            servers = [psp, sp]
+            self.sim._wait_for_keys(dep, servers, deadline)
+            self.phases["start_and_keygen"] = time.perf_counter() - t
+            print(f"  servers up, joint key in {self.phases['start_and_keygen']:.2f} s")
+
+            t = time.perf_counter()
+            ups = [
+                self.spawn_worker(
+                    f"upload-{k}",
+                    [
+                        "upload",
+                        "--config",
+                        str(dep.user_configs[f]),
+                        "--customers",
+                        str(self.root / "customers.json"),
+                        "--share",
+                        f"{k}/{len(fronts)}",
+                    ],
+                )
+                for k, f in enumerate(fronts)
+            ]
+            up_reports = self.sim.wait_for(ups, servers, deadline, "upload worker(s)")
+            self.phases["upload"] = time.perf_counter() - t
+            enc_s = sum(r.get("encrypt_s", 0.0) for r in up_reports if r)
+            print(
+                f"  {len(self.ids)} customers encrypted and uploaded in {self.phases['upload']:.1f} s "
+                f"({enc_s / len(self.ids) * 1e3:.1f} ms of encryption each)"
+            )
+
+            t = time.perf_counter()
+            progress = self.root / "progress.json"
+            admin = self.spawn_worker(
+                "admin",
+                [
+                    "admin",
+                    "--config",
+                    str(dep.user_configs["admin"]),
+                    "--progress",
+                    str(progress),
+                    "--timeout",
+                    str(a.timeout),
+                ],
+            )
+            while admin.proc.poll() is None and time.monotonic() < deadline:
+                self.sim.check_servers(servers)
+                state = read_json(progress)
+                if state:
+                    print(
+                        _bar(
+                            state.get("done", 0),
+                            state.get("total", len(self.ids)),
+                            time.perf_counter() - t,
+                        ),
+                        end="",
+                        flush=True,
+                    )
+                time.sleep(0.5)
+            print()
+            (admin_report,) = self.sim.wait_for([admin], servers, deadline, "admin")
+            self.phases["scoring"] = time.perf_counter() - t
+            stats = {}
+            t = time.perf_counter()
+            self.sim._stop(servers)
+            self.phases["shutdown"] = time.perf_counter() - t
+            stats = {c.name: read_json(self.root / c.name / "stats.json") for c in servers}
+        finally:
+            self.sim._kill_all()
+        if not admin_report or not admin_report.get("ok"):
+            raise MpcError(
+                f"scoring failed: {(admin_report or {}).get('error', 'no report from the admin')}"
+            )
+        return self._report(admin_report, up_reports, stats, time.perf_counter() - t_all)
+
+    def _report(
+        self, admin: dict[str, Any], ups: list[Any], stats: dict[str, Any], total: float
+    ) -> dict[str, Any]:
+        thr = self.args.segment_threshold
+        got = {cid: Fraction(v) for cid, v in admin["scores"].items()}
+        out: dict[str, Any] = {}
+        for cid in self.ids:
+            p, q = got.get(cid), self.plain[cid]
+            pf = None if p is None else p.numerator / p.denominator
+            out[cid] = {
+                "p_loyal": pf,
+                "p_loyal_plain": q.numerator / q.denominator,
+                "segment": None if pf is None else ("loyal" if pf >= thr else "unloyal"),
+                "match": p == q,
+            }
+        mismatches = [cid for cid, v in out.items() if not v["match"]]
+        loyal = sum(1 for v in out.values() if v["segment"] == "loyal")
+        report = {
+            "ok": not mismatches,
+            "params": {
+                "data": str(self.args.data),
+                "model": str(self.args.model),
+                "customers": len(self.ids),
+                "key_bits": self.args.key_bits,
+                "depth": self.model.depth,
+                "segment_threshold": thr,
+                "workers": self.args.workers,
+            },
+            "customers": out,
+            "total_s": total,
+            "scoring_s": self.phases.get("scoring"),
+            "sp_scoring_s": admin.get("job_s"),
+            "phases_s": self.phases,
+            "bytes_sent": {
+                "sp": stats.get("sp", {}).get("bytes_sent", 0),
+                "psp": stats.get("psp", {}).get("bytes_sent", 0),
+                "users": sum(int(r.get("bytes_sent", 0)) for r in [*ups, admin] if r),
+            },
+        }
+        print(
+            f"  {len(self.ids) - len(mismatches)}/{len(self.ids)} private scores equal the plaintext model's; "
+            f"{loyal} loyal, {len(self.ids) - loyal} unloyal (P(loyal) >= {thr})"
+        )
+        print(
+            f"  scoring {self.phases.get('scoring', 0):.1f} s, end to end {total:.1f} s; bytes sent: "
+            + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in report["bytes_sent"].items())
+        )
+        if mismatches:
+            print(
+                f"  MISMATCH for {len(mismatches)} customer(s), e.g. {mismatches[0]}",
+                file=sys.stderr,
+            )
+        return report
+
+
+# -- worker processes --------------------------------------------------------------------------
+
+
+async def _upload(args: argparse.Namespace) -> dict[str, Any]:
+    from crm.churn.private import encrypt_record
+    from crm.churn.service import ChurnClient
+    from mpc.comparison.pools import bit_encryption_pool
+    from mpc.parties.user import UserConfig
+
+    k, of = (int(x) for x in args.share.split("/"))
+    everyone = json.loads(Path(args.customers).read_text())
+    ids = sorted(everyone)[k::of]
+    async with ChurnClient(UserConfig.load(args.config)) as client:
+        key = await client.scoring_key(wait_s=60.0)
+        layout, version = await client.layout()
+        pool = bit_encryption_pool(key)
+        loop = asyncio.get_running_loop()
+        t = time.perf_counter()
+        records = await loop.run_in_executor(
+            None, lambda: [encrypt_record(layout, everyone[c], pool) for c in ids]
+        )
+        enc = time.perf_counter() - t
+        stored = await client.upload_customers(version, ids, records)
+        return {"ok": True, "stored": stored, "encrypt_s": enc, "bytes_sent": client.bytes_sent}
+
+
+async def _admin(args: argparse.Namespace) -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from crm.churn.private import admin_key_bytes, open_scores, unseal
+    from crm.churn.protocol import aad
+    from crm.churn.service import ChurnClient
+    from mpc.parties.user import UserConfig
+
+    key = X25519PrivateKey.generate()  # fresh for this run; a real admin keeps one
+    progress = Path(args.progress)
+    async with ChurnClient(UserConfig.load(args.config)) as client:
+        await client.public_key(wait_s=60.0)
+        job = await client.start_scoring(admin_key_bytes(key))
+        give_up = time.monotonic() + args.timeout
+        while True:
+            st = await client.scoring_status(job.job)
+            tmp = progress.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"done": st.done, "total": st.total}))
+            tmp.replace(progress)
+            if st.finished:
+                break
+            if time.monotonic() > give_up:
+                raise MpcError("scoring did not finish in time")
+            await asyncio.sleep(0.5)
+        if st.error:
+            raise MpcError(f"the SP reports: {st.error}")
+        scores: dict[str, str] = {}
+        for ch in st.chunks:
+            ids = list(ch.customer_ids)
+            results = unseal(key, ch.sealed, aad(ch.chunk, len(ids)))
+            for cid, p in zip(ids, open_scores(results, ch.seed, len(ids), st.depth), strict=True):
+                scores[cid] = str(p)
+        return {"ok": True, "scores": scores, "job_s": st.seconds, "bytes_sent": client.bytes_sent}
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m crm.churn.score", description="churn scoring worker"
+    )
+    p.add_argument("action", choices=("upload", "admin"))
+    p.add_argument("--config", required=True, help="this worker's user config (TOML)")
+    p.add_argument("--customers", help="upload: JSON of every customer's encoded attributes")
+    p.add_argument(
+        "--share", default="0/1", help="upload: K/N, this worker takes every N-th customer from K"
+    )
+    p.add_argument("--progress", help="admin: file to write the job's progress to")
+    p.add_argument("--timeout", type=float, default=1800.0)
+    args = p.parse_args(argv)
+    try:
+        report = asyncio.run(_upload(args) if args.action == "upload" else _admin(args))
+    except MpcError as exc:
+        report = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(report), flush=True)
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())

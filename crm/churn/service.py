@@ -1,0 +1,423 @@
+"""Private churn scoring across the parties: the SP's Churn service, its store, the client.
+
+The SP (with ``churn_model`` in its config) keeps customers' encrypted
+attributes in ``churn.sqlite`` in its data directory, serves the public upload
+layout, and, when an admin asks, scores every stored customer with the PSP
+(protocol ``churn-score``, :mod:`crm.churn.protocol`) in chunks: the heavy
+part, preparing each customer's flipped tree, runs in worker processes while
+the PSP walks the previous chunk. The admin polls the job and receives, per
+chunk, the PSP's sealed results and the SP's mask seed; it alone can open
+them (:func:`crm.churn.private.open_scores`).
+
+The PSP needs nothing but its curve key (:attr:`PartyServer.curve_key`);
+creating this service there only registers the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crm.churn import private
+from crm.churn.protocol import MAX_CHUNK, start_inputs
+from mpc.errors import AuthorizationError, EncodingError, NotFound, ParameterError, TransportError
+from mpc.parties import rpc
+from mpc.parties.user import UserClient
+from mpc.v1 import churn_pb2, peer_pb2, user_pb2
+
+log = logging.getLogger("crm.churn.service")
+
+__all__ = ["ChurnClient", "ChurnService", "CustomerStore"]
+
+CHUNK = 128
+"""Customers per session: big enough to amortise a round trip, small enough to pipeline."""
+MAX_UPLOAD_BYTES = 96 * 1024 * 1024
+"""One UploadCustomers call at most (some 3,500 customers of the Telco layout)."""
+UPLOAD_BATCH = 500
+"""Customers per UploadCustomers call from :class:`ChurnClient`."""
+
+
+class CustomerStore:
+    """The SP's encrypted customer records (SQLite, WAL): id -> (layout version, record)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS customers (id TEXT PRIMARY KEY, layout INTEGER NOT NULL, "
+            "record BLOB NOT NULL, updated REAL NOT NULL)"
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def put_many(self, layout: int, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store (or replace) every record in one transaction: all or nothing."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO customers (id, layout, record, updated) VALUES (?, ?, ?, ?)",
+                    [(cid, layout, rec, now) for cid, rec in items],
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def ids(self, layout: int) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM customers WHERE layout = ? ORDER BY id", (layout,)
+            )
+            return [r[0] for r in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM customers").fetchone()[0])
+
+    def records(self, ids: Sequence[str], layout: int) -> list[bytes]:
+        with self._lock:
+            out = []
+            for cid in ids:
+                row = self._db.execute(
+                    "SELECT layout, record FROM customers WHERE id = ?", (cid,)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"no stored record for customer {cid!r}")
+                if row[0] != layout:
+                    raise NotFound(
+                        f"customer {cid!r} uploaded for another layout; ask for a re-upload"
+                    )
+                out.append(bytes(row[1]))
+            return out
+
+
+# -- worker processes ------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(spec: private.TreeSpec, layout_raw: dict[str, Any], psp_key: bytes) -> None:
+    _WORKER["spec"] = spec
+    _WORKER["layout"] = private.UploadLayout.from_dict(layout_raw)
+    _WORKER["rnd"] = private.SpRandomness(psp_key)
+
+
+def _worker_prepare(records: list[bytes], seed: bytes) -> tuple[bytes, bytes]:
+    from crm.churn.protocol import sp_prepare
+
+    return sp_prepare(_WORKER["spec"], _WORKER["layout"], records, seed, _WORKER["rnd"])
+
+
+@dataclass
+class ScoreJob:
+    job: str
+    ids: list[str]
+    admin_key: bytes
+    done: int = 0
+    error: str = ""
+    finished: bool = False
+    chunks: dict[int, churn_pb2.ScoredChunk] = field(default_factory=dict)
+    t0: float = field(default_factory=time.perf_counter)
+    seconds: float = 0.0
+
+
+class ChurnService:
+    """The churn plug-in of one server (see the module docstring)."""
+
+    def __init__(self, party: Any, model_path: Path | None) -> None:
+        self.party = party
+        self.jobs: dict[str, ScoreJob] = {}
+        self._executor: ProcessPoolExecutor | None = None
+        if party.role != "sp":
+            return
+        if model_path is None:
+            raise ParameterError("the SP's churn service needs churn_model in its config")
+        from crm.churn.model import TreeModel
+
+        self.model = TreeModel.load(model_path)
+        self.layout = private.UploadLayout.from_model(self.model)
+        self.spec = private.TreeSpec.from_model(self.model, self.layout)
+        party.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = CustomerStore(party.config.data_dir / "churn.sqlite")
+        methods = ("GetLayout", "UploadCustomers", "StartScoring", "ScoringStatus")
+        party.grpc_services.append(
+            (
+                churn_pb2.DESCRIPTOR.services_by_name["Churn"],
+                ChurnGateway(self),
+                {m: ["user"] for m in methods},
+            )
+        )
+        log.info(
+            "sp: churn tree of depth %d, %d comparisons a customer, %d ciphertexts an upload",
+            self.spec.depth,
+            self.spec.comparisons(),
+            self.layout.ciphertexts,
+        )
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if self.party.role == "sp":
+            self.store.close()
+
+    def check_admin(self, name: str) -> None:
+        if name not in self.party.config.admins:
+            raise AuthorizationError(f"user {name!r} is not an admin of this SP")
+
+    async def psp_curve_key(self) -> bytes:
+        info = await self.party.peer_stub.call(
+            "GetPublicKey", peer_pb2.PublicKeyRequest(), timeout=30.0
+        )
+        if not info.curve_key:
+            raise TransportError("the PSP did not publish a curve key")
+        return bytes(info.curve_key)
+
+    def _pool(self, psp_key: bytes) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=max(1, self.party.config.workers),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(self.spec, self.layout.to_dict(), psp_key),
+            )
+        return self._executor
+
+    # -- uploads -------------------------------------------------------------------
+    async def upload(self, header: churn_pb2.CustomerChunk, blob: bytes) -> int:
+        if header.layout_version != self.layout.version:
+            raise EncodingError(
+                f"upload made for layout {header.layout_version}, the SP scores layout "
+                f"{self.layout.version}: fetch the layout again"
+            )
+        ids = list(header.customer_ids)
+        size = self.layout.record_bytes
+        if len(set(ids)) != len(ids):
+            raise EncodingError("a customer id appears twice in one upload")
+        for cid in ids:
+            if not 0 < len(cid) <= 64:
+                raise EncodingError(f"customer id {cid[:70]!r} must be 1..64 characters")
+        records = [blob[k * size : (k + 1) * size] for k in range(len(ids))]
+        for cid, rec in zip(ids, records, strict=True):
+            private.check_record(self.layout, rec, f"customer {cid}")
+        await asyncio.get_running_loop().run_in_executor(
+            None, self.store.put_many, self.layout.version, list(zip(ids, records, strict=True))
+        )
+        return len(ids)
+
+    # -- scoring -------------------------------------------------------------------
+    def start(self, admin_key: bytes, ids: Sequence[str]) -> ScoreJob:
+        if len(admin_key) != 32:
+            raise EncodingError(f"admin key of {len(admin_key)} bytes; an X25519 key has 32")
+        stored = self.store.ids(self.layout.version)
+        if ids:
+            missing = sorted(set(ids) - set(stored))
+            if missing:
+                raise NotFound(f"{len(missing)} customer(s) have no record, e.g. {missing[0]!r}")
+            chosen = list(ids)
+        else:
+            chosen = stored
+        if not chosen:
+            raise NotFound("no customer has uploaded anything yet")
+        job = ScoreJob(job=uuid.uuid4().hex, ids=chosen, admin_key=admin_key)
+        self.jobs[job.job] = job
+        self.party._spawn(self._run(job), f"churn scoring {job.job[:8]}")
+        return job
+
+    async def _run(self, job: ScoreJob) -> None:
+        try:
+            await self._score(job)
+        except Exception as exc:
+            job.error = f"{type(exc).__name__}: {exc}"
+            log.warning("sp: churn scoring %s failed: %s", job.job[:8], job.error)
+        finally:
+            job.finished = True
+            job.seconds = time.perf_counter() - job.t0
+
+    async def _score(self, job: ScoreJob) -> None:
+        loop = asyncio.get_running_loop()
+        pool = self._pool(await self.psp_curve_key())
+        chunks = [job.ids[i : i + CHUNK] for i in range(0, len(job.ids), CHUNK)]
+        ahead = asyncio.Semaphore(max(1, self.party.config.workers) + 1)
+        in_flight = asyncio.Semaphore(2)
+
+        async def one(index: int, ids: list[str]) -> None:
+            async with ahead:
+                records = await loop.run_in_executor(
+                    None, self.store.records, ids, self.layout.version
+                )
+                seed = private.new_seed()
+                prepared = await loop.run_in_executor(pool, _worker_prepare, records, seed)
+                name = f"{job.job}/{index}"
+                async with in_flight:
+                    box = await self.party.start_session(
+                        "churn-score",
+                        start_inputs(self.spec, self.layout, len(ids), job.admin_key, name),
+                        {"prepared": prepared},
+                    )
+            job.chunks[index] = churn_pb2.ScoredChunk(
+                chunk=name, customer_ids=ids, seed=seed, sealed=box
+            )
+            job.done += len(ids)
+
+        await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks)))
+
+    def status(self, job_id: str) -> churn_pb2.ScoreStatus:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no scoring job {job_id[:40]!r}")
+        out = churn_pb2.ScoreStatus(
+            done=job.done,
+            total=len(job.ids),
+            finished=job.finished,
+            error=job.error,
+            depth=self.spec.depth,
+            seconds=job.seconds or time.perf_counter() - job.t0,
+        )
+        if job.finished and not job.error:
+            out.chunks.extend(job.chunks[i] for i in sorted(job.chunks))
+        return out
+
+
+class ChurnGateway:
+    """The gRPC methods (role "user"; scoring only for the configured admins)."""
+
+    def __init__(self, service: ChurnService) -> None:
+        self.s = service
+
+    async def GetLayout(self, req: Any, ident: Any, ctx: Any) -> churn_pb2.ChurnLayout:
+        import json
+
+        return churn_pb2.ChurnLayout(
+            layout_json=json.dumps(self.s.layout.to_dict()), layout_version=self.s.layout.version
+        )
+
+    async def UploadCustomers(
+        self, chunks: AsyncIterator[churn_pb2.CustomerChunk], ident: Any, ctx: Any
+    ) -> churn_pb2.CustomerUploadReply:
+        size = self.s.layout.record_bytes
+
+        def check(h: churn_pb2.CustomerChunk) -> None:
+            n = len(h.customer_ids)
+            if not 0 < n <= MAX_UPLOAD_BYTES // size:
+                raise EncodingError(
+                    f"an upload holds 1..{MAX_UPLOAD_BYTES // size} customers, not {n}"
+                )
+            if h.total_size != n * size:
+                raise EncodingError(
+                    f"{n} records of {size} bytes make {n * size} bytes, not {h.total_size}"
+                )
+
+        header, blob = await rpc.reassemble(
+            chunks,
+            check,
+            lambda c: bool(c.customer_ids or c.total_size or c.layout_version),
+            "customer upload",
+        )
+        stored = await self.s.upload(header, blob)
+        return churn_pb2.CustomerUploadReply(stored=stored, customers=self.s.store.count())
+
+    async def StartScoring(
+        self, req: churn_pb2.ScoreRequest, ident: Any, ctx: Any
+    ) -> churn_pb2.ScoreJob:
+        self.s.check_admin(ident.name)
+        job = self.s.start(bytes(req.admin_key), list(req.customer_ids))
+        return churn_pb2.ScoreJob(job=job.job, customers=len(job.ids))
+
+    async def ScoringStatus(
+        self, req: churn_pb2.ScoreJobRequest, ident: Any, ctx: Any
+    ) -> churn_pb2.ScoreStatus:
+        self.s.check_admin(ident.name)
+        return self.s.status(req.job)
+
+
+# -- the client side --------------------------------------------------------------------------
+
+
+class ChurnClient(UserClient):
+    """A customer front end or the admin: layout, uploads, scoring (over the user certificate)."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.churn = rpc.RawStub(
+            self._sp_channel,
+            churn_pb2.DESCRIPTOR.services_by_name["Churn"],
+            "sp",
+            self.traffic,
+            config.sp,
+        )
+
+    async def layout(self) -> tuple[private.UploadLayout, int]:
+        import json
+
+        reply = await self.churn.call(
+            "GetLayout", churn_pb2.ChurnLayoutRequest(), timeout=self.config.deadline_s
+        )
+        layout = private.UploadLayout.from_dict(json.loads(reply.layout_json))
+        if layout.version != reply.layout_version:
+            raise EncodingError("the SP's layout does not match its version")
+        return layout, reply.layout_version
+
+    async def scoring_key(self, wait_s: float = 0.0) -> bytes:
+        """The PSP's curve public key, read from the PSP itself (customers encrypt under it)."""
+        await self.public_key(wait_s=wait_s)
+        info = await self.psp.call(
+            "GetPublicKey", user_pb2.KeyRequest(), timeout=self.config.deadline_s
+        )
+        if not info.curve_key:
+            raise TransportError("the PSP does not publish a curve key")
+        return bytes(info.curve_key)
+
+    async def upload_customers(
+        self, layout_version: int, ids: Sequence[str], records: Sequence[bytes]
+    ) -> int:
+        """Upload already encrypted records, one call per batch of :data:`UPLOAD_BATCH`."""
+        stored = 0
+        for i in range(0, len(ids), UPLOAD_BATCH):
+            blob = b"".join(records[i : i + UPLOAD_BATCH])
+            pieces = rpc.chunks(blob)
+            requests = [
+                churn_pb2.CustomerChunk(
+                    layout_version=layout_version,
+                    customer_ids=list(ids[i : i + UPLOAD_BATCH]),
+                    total_size=len(blob),
+                    data=bytes(pieces[0]),
+                ),
+                *(churn_pb2.CustomerChunk(data=bytes(p)) for p in pieces[1:]),
+            ]
+            reply = await self.churn.stream(
+                "UploadCustomers", requests, timeout=self.config.deadline_s
+            )
+            stored += reply.stored
+        return stored
+
+    async def start_scoring(self, admin_key: bytes, ids: Sequence[str] = ()) -> churn_pb2.ScoreJob:
+        return await self.churn.call(
+            "StartScoring",
+            churn_pb2.ScoreRequest(admin_key=admin_key, customer_ids=list(ids)),
+            timeout=self.config.deadline_s,
+        )
+
+    async def scoring_status(self, job: str) -> churn_pb2.ScoreStatus:
+        return await self.churn.call(
+            "ScoringStatus", churn_pb2.ScoreJobRequest(job=job), timeout=self.config.deadline_s
+        )
+
+
+if MAX_CHUNK < CHUNK:  # pragma: no cover - a guard on the constants
+    raise ParameterError("CHUNK exceeds the protocol's MAX_CHUNK")
