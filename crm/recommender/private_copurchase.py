@@ -51,7 +51,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from gmpy2 import f_mod, mpz
+from gmpy2 import f_mod, gcd, mpz
 
 from crm.recommender.copurchase import Cooccurrence, basket_pairs, cooccurrence, pair_count
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, combine_many
@@ -363,9 +363,44 @@ class Aggregator:
             raise MalformedContribution(f"{name}: {exc}") from None
         self.add(cts, who)
 
+    def add_stored(self, blob: bytes, who: str | None = None) -> None:
+        """Add a contribution that was validated when it was uploaded (as the SP stores it).
+
+        Checks the length and that every element is in 0 < c < N^2, but not
+        each element's invertibility (the gcd with N, most of the cost of
+        :meth:`add_bytes`): a product mod N^2 is invertible exactly when
+        every factor is, so :meth:`result` checks the sum once instead.
+        """
+        name = who or f"contribution {self.contributors + 1}"
+        k, e = self.layout.ciphertexts, self.pk.params.element_bytes
+        if len(blob) != 2 * k * e:
+            raise MalformedContribution(
+                f"{name} is {len(blob)} bytes; this layout needs {k} ciphertexts of {2 * e} bytes"
+            )
+        self._room()
+        n2 = self._n2
+        c1, c2 = list(self._c1), list(self._c2)
+        mv = memoryview(blob)
+        for j in range(k):
+            a = mpz(int.from_bytes(mv[2 * j * e : (2 * j + 1) * e], "big"))
+            b = mpz(int.from_bytes(mv[(2 * j + 1) * e : (2 * j + 2) * e], "big"))
+            if not (0 < a < n2 and 0 < b < n2):
+                raise MalformedContribution(f"{name}: ciphertext {j} is outside Z_(N^2)")
+            c1[j] = f_mod(c1[j] * a, n2)
+            c2[j] = f_mod(c2[j] * b, n2)
+        self._c1, self._c2 = c1, c2
+        self.contributors += 1
+
     def result(self) -> Aggregate:
+        """The sum so far; MalformedContribution if an element of it is not invertible mod N^2."""
         if self.contributors == 0:
             raise ParameterError("nothing to aggregate: no contribution was added")
+        n = self.pk.params.n
+        if any(gcd(x, n) != 1 for x in (*self._c1, *self._c2)):
+            raise MalformedContribution(
+                "the sum holds an element that is not invertible mod N^2: a stored contribution "
+                "is not a ciphertext"
+            )
         return Aggregate(
             [Ciphertext(self.pk, a, b) for a, b in zip(self._c1, self._c2, strict=True)],
             self.contributors,

@@ -12,6 +12,7 @@ Example ``sp.toml``::
     recommender = "rec.json"      # optional: the private recommender's public parameters
     churn_model = "model.json"    # optional (SP): the churn tree it scores privately
     admins = ["admin"]            # user names allowed to administer (scoring, catalogue)
+    copurchase = "copurchase.json"  # optional (SP): co-purchase catalogue and layout bounds
 
     [tls]
     ca = "certs/ca.pem"
@@ -59,6 +60,8 @@ class PartyConfig:
     """The SP's churn tree (model.json), if this deployment scores churn privately."""
     admins: tuple[str, ...] = ("admin",)
     """User names (certificate names of role "user") allowed to call administrative methods."""
+    copurchase: Path | None = None
+    """Public parameters of the private co-purchase counts (JSON), if the SP collects them."""
 
     @property
     def peer_role(self) -> str:
@@ -93,6 +96,7 @@ class PartyConfig:
         known = {
             "role", "listen", "peer", "data_dir", "tls", "key_bits", "seed", "workers",
             "deadline_s", "peer_server_name", "recommender", "churn_model", "admins",
+            "copurchase",
         }
         unknown = set(raw) - known
         if unknown:
@@ -111,6 +115,7 @@ class PartyConfig:
             recommender=p(str(raw["recommender"])) if raw.get("recommender") else None,
             churn_model=p(str(raw["churn_model"])) if raw.get("churn_model") else None,
             admins=_names(raw.get("admins", ["admin"]), "admins"),
+            copurchase=p(str(raw["copurchase"])) if raw.get("copurchase") else None,
         )
 
     @property

@@ -59,6 +59,8 @@ def write_deployment(
     deadline_s: float = 120.0,
     recommender: Path | None = None,
     churn_model: Path | None = None,
+    copurchase: Path | None = None,
+    admins: list[str] | None = None,
 ) -> Deployment:
     """Certificates under ``root/certs`` and TOML configs for SP, PSP and every user.
 
@@ -66,7 +68,8 @@ def write_deployment(
     addresses (a server in a namespace may listen on 0.0.0.0 instead).
     ``recommender``: the recommender's public parameters (JSON), named in both
     server configs; ``churn_model``: the SP's churn tree (model.json), in the SP's
-    config only (the PSP never sees the model).
+    config only (the PSP never sees the model); ``copurchase``: the co-purchase
+    parameters (JSON) and ``admins``: the admin user names, in the SP's config.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -107,6 +110,16 @@ def write_deployment(
                     *(
                         [f"churn_model = {_toml_str(Path(churn_model).resolve())}"]
                         if churn_model and role == "sp"
+                        else []
+                    ),
+                    *(
+                        [f"copurchase = {_toml_str(Path(copurchase).resolve())}"]
+                        if copurchase and role == "sp"
+                        else []
+                    ),
+                    *(
+                        ["admins = [" + ", ".join(_toml_str(a) for a in admins) + "]"]
+                        if admins is not None and role == "sp"
                         else []
                     ),
                     "",

@@ -139,6 +139,11 @@ class PartyServer:
             from crm.recommender.service import RecommenderService
 
             self.recommender = RecommenderService(self, config.recommender)
+        self.catalog: Any = None
+        if self.role == "sp":  # static recommendations always; co-purchase counts if configured
+            from crm.recommender.catalog import CatalogService
+
+            self.catalog = CatalogService(self, config.copurchase)
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:

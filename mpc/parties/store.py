@@ -4,7 +4,8 @@ One file in the data directory, WAL mode, one transaction per upload, so an
 upload is all of a user's ciphertexts or none, and a crash or restart loses
 nothing that was acknowledged. Ciphertexts are stored as one blob per record
 (the fixed-width encodings back to back), with user id, kind, version, layout
-version, count and time.
+version, count and time. The static recommendations an admin sets (public,
+in the clear) live in their own table, replaced as a whole.
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS static_recs (
+    product     TEXT    NOT NULL,
+    rank        INTEGER NOT NULL,
+    recommended TEXT    NOT NULL,
+    PRIMARY KEY (product, rank)
+);
 """
+STATIC_VERSION_KEY = "static:version"
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,15 @@ class Store:
             rows = self._db.execute(q + " ORDER BY user_id", (kind,) if kind else ()).fetchall()
         return [r[0] for r in rows]
 
+    def record_versions(self, kind: str) -> dict[str, tuple[int, int, int]]:
+        """``user -> (version, layout_version, count)`` of every record of ``kind``, blobs unread."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT user_id, version, layout_version, count FROM records WHERE kind=? ORDER BY user_id",
+                (kind,),
+            ).fetchall()
+        return {u: (int(v), int(lv), int(c)) for u, v, lv, c in rows}
+
     def count_records(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
@@ -200,3 +217,37 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
+
+    # -- static recommendations (public, set by an admin) ---------------------------
+    def replace_static(self, entries: list[tuple[str, int, str]]) -> int:
+        """Replace the whole table with ``(product, rank, recommended)`` rows, atomically.
+
+        Returns the table's new version (1, 2, ...). A duplicate (product,
+        rank) is a ParameterError and leaves the old table in place.
+        """
+        with self._lock:
+            cur = self._db.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                row = cur.execute("SELECT value FROM meta WHERE key=?", (STATIC_VERSION_KEY,)).fetchone()
+                version = int(row[0]) + 1 if row else 1
+                cur.execute("DELETE FROM static_recs")
+                cur.executemany("INSERT INTO static_recs VALUES (?,?,?)", entries)
+                cur.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (STATIC_VERSION_KEY, str(version)))
+                cur.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                cur.execute("ROLLBACK")
+                raise ParameterError(f"static table refused: {exc}") from None
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return version
+
+    def static_for(self, product: str) -> tuple[int, list[tuple[int, str]]]:
+        """(table version, ``[(rank, recommended), ...]`` by rank) for ``product``; version 0: never set."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (STATIC_VERSION_KEY,)).fetchone()
+            rows = self._db.execute(
+                "SELECT rank, recommended FROM static_recs WHERE product=? ORDER BY rank", (product,)
+            ).fetchall()
+        return (int(row[0]) if row else 0), [(int(r), str(x)) for r, x in rows]

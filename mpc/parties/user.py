@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mpc.elgamal import PublicKey, combine_many, params_for
 from mpc.elgamal.params import DEFAULT_SEED
@@ -120,6 +121,10 @@ class UserClient:
     @property
     def bytes_sent(self) -> int:
         return sum(self.traffic.sent.values())
+
+    def sp_service(self, service: Any) -> rpc.RawStub:
+        """A stub for another service the SP offers (a ServiceDescriptor), on this user's channel."""
+        return rpc.RawStub(self._sp_channel, service, "sp", self.traffic, self.config.sp)
 
     async def public_key(self, wait_s: float = 0.0, precompute: bool = False) -> PublicKey:
         """The joint key, checked to be the same at the SP and the PSP.

@@ -1,0 +1,240 @@
+"""The SP's catalogue on live servers: private co-purchase counts and the static table.
+
+The SP and the PSP run in this event loop (conftest's ``Parties``) with 1024-bit
+keys, co-purchase parameters (``copurchase.json``) and an admin. Customers
+encrypt their own baskets and upload them; the admin publishes; the published
+counts must equal ``crm.recommender.copurchase.cooccurrence`` exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+from conftest import Parties
+
+from crm.recommender.catalog import (
+    KIND,
+    CatalogClient,
+    CopurchaseParams,
+    parse_static_table,
+)
+from crm.recommender.copurchase import cooccurrence
+from crm.recommender.errors import DataError
+from crm.recommender.private_copurchase import contribution, encrypt_contribution
+from mpc.errors import AuthorizationError, MpcError, ParameterError, ProtocolError
+from mpc.parties.deploy import write_deployment
+
+KEY_BITS = 1024
+PRODUCTS = tuple(f"p{k:02d}" for k in range(25))
+CUSTOMERS = tuple(f"c{k:02d}" for k in range(1, 15))  # the layout counts 14
+ADMIN, MALLORY = "admin", "mallory"
+DEADLINE_S = 60.0
+
+
+def baskets(seed: int, n: int = len(CUSTOMERS)) -> dict[str, tuple[str, ...]]:
+    rng = random.Random(seed)
+    return {c: tuple(rng.sample(PRODUCTS, rng.randint(1, 6))) for c in CUSTOMERS[:n]}
+
+
+@pytest_asyncio.fixture
+async def shop(tmp_path: Path) -> AsyncIterator[Parties]:
+    params = CopurchaseParams(PRODUCTS, customers=len(CUSTOMERS), min_changes=2)
+    path = tmp_path / "copurchase.json"
+    params.save(path)
+    dep = write_deployment(
+        tmp_path / "dep", [*CUSTOMERS, ADMIN, MALLORY], key_bits=KEY_BITS, deadline_s=DEADLINE_S,
+        copurchase=path, admins=[ADMIN],
+    )
+    p = Parties(dep)
+    try:
+        await p.start()
+        yield p
+    finally:
+        await p.close_clients()
+        await p.stop()
+
+
+def catalog(p: Parties, name: str) -> CatalogClient:
+    return CatalogClient(p.user(name, deadline_s=DEADLINE_S))
+
+
+async def contribute(p: Parties, bought: dict[str, tuple[str, ...]]) -> None:
+    await asyncio.gather(*(catalog(p, c).contribute([b]) for c, b in bought.items()))
+
+
+def same(a, b) -> None:
+    assert a.items == b.items and a.baskets == b.baskets
+    assert np.array_equal(a.matrix, b.matrix)
+
+
+def status(info: pytest.ExceptionInfo) -> grpc.StatusCode:
+    return info.value.status  # type: ignore[attr-defined]
+
+
+async def test_published_counts_equal_the_plaintext_and_reuploads_replace(shop: Parties) -> None:
+    p = shop
+    bought = baskets(seed=3, n=12)
+    await contribute(p, bought)
+    # A customer changes its mind before the publication: its new upload replaces the old one.
+    bought["c03"] = ("p00", "p01", "p24")
+    assert await catalog(p, "c03").contribute([bought["c03"]]) == 2
+    assert len(p.sp.store.users(KIND)) == 12
+    assert p.psp.store.users(KIND) == []  # the PSP never sees an upload
+
+    admin = catalog(p, ADMIN)
+    with pytest.raises(MpcError) as info:
+        await admin.copurchase(["p00"])
+    assert status(info) == grpc.StatusCode.NOT_FOUND  # nothing published yet
+    with pytest.raises(AuthorizationError):
+        await catalog(p, MALLORY).publish()
+
+    reply = await admin.publish()
+    assert (reply.epoch, reply.contributors, reply.baskets, reply.changed) == (1, 12, 12, 12)
+    plain = cooccurrence(list(bought.values()), PRODUCTS)
+    got, meta = await catalog(p, "c07").cooccurrence()  # any customer reads the public counts
+    same(got, plain)
+    assert meta.contributors == 12 and meta.epoch == 1
+    lists = await catalog(p, MALLORY).copurchase(PRODUCTS, k=3)
+    for product, entry in zip(PRODUCTS, lists.products, strict=True):
+        assert entry.baskets_with == plain.support(product)
+        assert [(r.item, r.count) for r in entry.recommendations] == plain.recommend_for(product, 3)
+    with pytest.raises(ParameterError, match="unknown product"):
+        await admin.copurchase(["p99"])
+
+    # Publishing again needs min_changes (2) new or replaced uploads: one is refused.
+    bought["c05"] = ("p10", "p11")
+    await catalog(p, "c05").contribute([bought["c05"]])
+    with pytest.raises(ProtocolError, match="only 1 customer"):
+        await admin.publish()
+    bought["c13"] = ("p10", "p11", "p12")  # a new customer
+    await catalog(p, "c13").contribute([bought["c13"]])
+    reply = await admin.publish()
+    assert (reply.epoch, reply.contributors, reply.changed) == (2, 13, 2)
+    same((await admin.cooccurrence())[0], cooccurrence(list(bought.values()), PRODUCTS))
+
+    # The publication is in the SP's store: served as it is after a restart.
+    await p.close_clients()
+    await p.restart()
+    got, meta = await catalog(p, "c01").cooccurrence()
+    assert meta.epoch == 2
+    same(got, cooccurrence(list(bought.values()), PRODUCTS))
+
+
+async def test_wrong_contributions_are_refused_and_nothing_changes(shop: Parties) -> None:
+    p = shop
+    client = catalog(p, "c01")
+    pk = await client.user.public_key()
+    lay = await client.layout(pk)
+    assert lay.items == PRODUCTS and lay.customers == len(CUSTOMERS)
+    await client.contribute([("p01", "p02")])
+    before = p.sp.store.fingerprint()
+    cts = encrypt_contribution(pk, contribution(("p03",), lay), lay)
+    blob = pk.ciphertexts_to_bytes(cts)
+
+    refused = [
+        (blob, lay.ciphertexts, lay.version ^ 1, "layout version"),
+        (pk.ciphertexts_to_bytes(cts[:-1]), lay.ciphertexts - 1, lay.version, "ciphertexts"),
+        (b"\0" * len(blob), lay.ciphertexts, lay.version, "outside"),  # not group elements
+    ]
+    for data, count, version, words in refused:
+        with pytest.raises(MpcError, match=words) as info:
+            await client.user.upload_ciphertexts(KIND, data, count, version)
+        assert status(info) == grpc.StatusCode.INVALID_ARGUMENT
+    assert p.sp.store.fingerprint() == before
+    assert p.sp.catalog.stats["refused"] == 2  # the third never reached the handler
+
+    # The layout counts 14 customers: a 15th (here the admin) is refused, the others may re-upload.
+    await contribute(p, {c: ("p05",) for c in CUSTOMERS[1:]})
+    full = p.sp.store.fingerprint()
+    with pytest.raises(MpcError, match="at most 14 customers") as info:
+        await catalog(p, ADMIN).contribute([("p05",)])
+    assert status(info) == grpc.StatusCode.INVALID_ARGUMENT
+    assert p.sp.store.fingerprint() == full
+    assert await client.contribute([("p07",)]) == 2
+
+
+async def test_the_psp_refuses_to_decrypt_a_sum_of_few_customers(shop: Parties) -> None:
+    p = shop
+    await contribute(p, baskets(seed=8, n=9))
+    with pytest.raises(ProtocolError, match="at least 10"):
+        await catalog(p, ADMIN).publish()
+    assert p.sp.catalog.published() is None
+    with pytest.raises(MpcError) as info:
+        await catalog(p, "c01").copurchase(["p01"])
+    assert status(info) == grpc.StatusCode.NOT_FOUND
+
+
+# -- static recommendations -----------------------------------------------------------------------
+TABLE = """product,recommended,rank
+whole milk,butter,2
+whole milk,yogurt,1
+"bread, white",jam,1
+"""
+
+
+async def test_static_table_round_trip_and_admin_only(shop: Parties) -> None:
+    p = shop
+    admin, reader = catalog(p, ADMIN), catalog(p, "c01")
+    assert await reader.static("whole milk") == (0, [])  # no table yet
+    reply = await admin.set_static_table(TABLE, "table.csv")
+    assert (reply.version, reply.products, reply.entries) == (1, 2, 3)
+    assert await reader.static("whole milk") == (1, [(1, "yogurt"), (2, "butter")])
+    assert await reader.static("bread, white") == (1, [(1, "jam")])
+    assert await reader.static("caviar") == (1, [])
+
+    # Not an admin: refused, the table is unchanged.
+    for who in ("c01", MALLORY):
+        with pytest.raises(AuthorizationError, match="only the SP's admins") as info:
+            await catalog(p, who).set_static_table("a,b,1\n")
+        assert status(info) == grpc.StatusCode.PERMISSION_DENIED
+    # Malformed: refused naming the line, the table is unchanged.
+    with pytest.raises(ParameterError, match=r"table.csv: line 3, column 3 \(rank\)") as info:
+        await admin.set_static_table("a,b,1\na,c,2\na,d,first\n", "table.csv")
+    assert status(info) == grpc.StatusCode.INVALID_ARGUMENT
+    assert await reader.static("whole milk") == (1, [(1, "yogurt"), (2, "butter")])
+    assert await reader.static("a") == (1, [])
+
+    # A new table replaces the whole old one.
+    assert (await admin.set_static_table("a,b,1\n")).version == 2
+    assert await reader.static("whole milk") == (2, [])
+    assert await reader.static("a") == (2, [(1, "b")])
+    await p.close_clients()
+    await p.restart("sp")
+    assert await catalog(p, "c02").static("a") == (2, [(1, "b")])
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("a,b\n", "line 1: expected 3 columns"),
+        ("a,b,1\n\na,c,2,x\n", "line 3: expected 3 columns"),
+        ("a,b,1\n,c,2\n", r"line 2, column 1 \(product\): missing"),
+        ("a, ,1\n", r"line 1, column 2 \(recommended\): missing"),
+        ("a,b,0\n", r"line 1, column 3 \(rank\): '0' is not a rank"),
+        ("a,b,-1\n", r"column 3 \(rank\)"),
+        ("a,b,1.0\n", r"column 3 \(rank\)"),
+        ("a,b,1\na,a,2\n", r"line 2, column 2 \(recommended\): a product cannot recommend itself"),
+        ("a,b,1\nx,y,1\na,c,1\n", r"line 3, column 3 \(rank\): rank 1 of 'a' is also on line 1"),
+        ("a,b,1\na,b,2\n", r"line 2, column 2 \(recommended\): 'b' is already recommended for 'a' on line 1"),
+        ("a,\"b,1\n", "line 1: not valid CSV"),
+        ("a,b\x07,1\n", "control character"),
+        ("a," + "b" * 201 + ",1\n", "longer than 200"),
+        ("product,recommended,rank\n\n", "no entries"),
+        ("a,b,1\nproduct,recommended,rank\n", r"line 2, column 3 \(rank\)"),  # a header on line 1 only
+    ],
+)
+def test_malformed_static_tables_name_the_line(text: str, where: str) -> None:
+    with pytest.raises(DataError, match=where):
+        parse_static_table(text, "t.csv")
+
+
+def test_static_table_format() -> None:
+    text = "\ufeffProduct,Recommended,Rank\r\n whole milk , butter , 3\r\n\r\n\"a, b\",c,1\n"
+    assert parse_static_table(text) == [("whole milk", 3, "butter"), ("a, b", 1, "c")]
