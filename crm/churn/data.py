@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -113,7 +113,7 @@ def _check_number(column: str, text: str) -> str | None:
     return f"{text!r} is not a number"
 
 
-def numeric_value(row: dict[str, str], column: str) -> Decimal:
+def numeric_value(row: Mapping[str, str], column: str) -> Decimal:
     """The exact value of numeric ``column`` in ``row`` (blank ``TotalCharges`` is 0)."""
     text = row[column].strip()
     problem = _check_number(column, text)
@@ -147,7 +147,7 @@ def feature_names(customers: Customers) -> list[str]:
     return names
 
 
-def feature_value(row: dict[str, str], feature: str) -> float:
+def feature_value(row: Mapping[str, str], feature: str) -> float:
     """The value of one feature for one row: the number, or 1.0/0.0 for ``Column=Value``."""
     column, value = split_feature(feature)
     if value is not None:

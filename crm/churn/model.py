@@ -297,7 +297,7 @@ class TreeModel:
             column, value = split_feature(node.feature)
             text = _get(row, column)
             if value is None:
-                x = Fraction(numeric_value({column: text}, column))
+                x = Fraction(numeric_value(row, column))
             else:
                 x = Fraction(int(text == value))
             i = node.left if x <= self._threshold[i] else node.right
@@ -443,13 +443,9 @@ def _node_from_dict(i: int, doc: Any) -> Split | Leaf:
     )
 
 
-def _missing(column: str) -> Any:
-    raise DataError(None, "missing from the row", column=column)
-
-
 def _get(row: Mapping[str, str], column: str) -> str:
     if column not in row:
-        _missing(column)
+        raise DataError(None, "missing from the row", column=column)
     return row[column]
 
 
