@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "user": ("mpc.parties.user_cli", "user side: upload encrypted data, fetch and decrypt results"),
     "simulate": ("mpc.parties.simulate", "PSP, SP and N users as separate processes on loopback"),
     "recommend": ("crm.recommender.cli", "recommendations: the plaintext oracle (--plain) and co-purchase counts"),
+    "catalog": ("crm.recommender.catalog_cli", "the SP's catalogue: static recommendations, private co-purchase counts"),
     "churn": ("crm.churn.cli", "churn: train a tree, score and plan retention actions"),
 }
 

@@ -40,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="number of user processes (default 4); with --ratings: the first N users of the file (default all)",
     )
     parser.add_argument("--values", type=int, default=8, help="values each user encrypts (default 8)")
-    parser.add_argument("--key-bits", type=int, default=2048, choices=(1024, 2048))
+    parser.add_argument(
+        "--key-bits", type=int, default=None, choices=(1024, 2048), help="default 2048; 1024 with --baskets"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the users' plaintext values")
     parser.add_argument("--workdir", help="where certificates, configs, data and logs go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
@@ -57,14 +59,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rec.add_argument("--scale", help="rating scale LO:HI (default: the file's smallest and largest rating)")
     rec.add_argument("--workers", type=int, default=2, help="processes sharing the users' uploads (default 2)")
     rec.add_argument("--deadline", type=float, default=600.0, help="the servers' call deadline in seconds (default 600)")
-    rec.add_argument("--out", help="write the recommender report (JSON) to this file")
+    rec.add_argument("--out", help="write the recommender (or co-purchase) report (JSON) to this file")
     rec.add_argument("--titles", help="items CSV with titles, for a readable summary")
     rec.add_argument(
         "--settle", type=float, default=0.0, help="seconds of idle time between uploads and fetches (precomputation)"
     )
+    co = parser.add_argument_group("private co-purchase counts (used when --baskets is given; also --workers, --out)")
+    co.add_argument("--baskets", help="baskets file, one a line and one customer each: private co-purchase counts")
+    co.add_argument("--customers", default="300", help="customers: the first N baskets, or all (default 300)")
+    co.add_argument("--product", action="append", default=[], help="product whose list is shown (repeatable)")
+    co.add_argument("--k", type=int, default=5, help="recommendations shown per product (default 5)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.key_bits is None:
+        args.key_bits = 1024 if args.baskets else 2048
+    if args.baskets:
+        from crm.recommender.copurchase_simulate import run as run_copurchase
+
+        return run_copurchase(args)
     if args.ratings or args.synthetic:
         from crm.recommender.simulate import run as run_recommender
 
