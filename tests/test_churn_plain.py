@@ -251,6 +251,9 @@ def test_encode_value() -> None:
     assert encode_value(model, "MonthlyCharges", "327.66") == 2**15 - 2
     assert encode_value(model, "Contract=One year", "One year") == 1
     assert encode_value(model, "Contract=One year", "Two year") == 0
+    assert encode_value(model, "Contract=One year", 1.0) == 1
+    with pytest.raises(DataError, match="one-hot feature is 0 or 1"):
+        encode_value(model, "Contract=One year", 2)
     with pytest.raises(DataError, match="negative"):
         encode_value(model, "MonthlyCharges", -1.0)
     with pytest.raises(DataError, match="above the model's limit"):

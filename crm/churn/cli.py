@@ -95,10 +95,12 @@ def _add_plan(p: argparse.ArgumentParser) -> None:
 
 
 def _run_plan(args: argparse.Namespace) -> int:
-    threshold = to_fraction(args.segment_threshold)
+    threshold = _number("--segment-threshold", args.segment_threshold)
     if not 0 <= threshold <= 1:
         raise ParameterError(f"--segment-threshold {args.segment_threshold}: not in 0..1")
-    budget = to_fraction(args.budget) if args.budget is not None else None
+    budget = _number("--budget", args.budget) if args.budget is not None else None
+    if budget is not None and budget < 0:
+        raise ParameterError(f"--budget {args.budget}: negative")
     model = TreeModel.load(args.model)
     customers = load_customers(args.data)
     costs = load_costs(args.costs, customers)
@@ -176,6 +178,13 @@ def _run_plan(args: argparse.Namespace) -> int:
             print(f"  ... and {len(chosen.sets) - SHOW_SETS} more in {args.out}")
     print(f"wrote {args.out}")
     return 0
+
+
+def _number(option: str, text: str) -> Fraction:
+    try:
+        return to_fraction(text)
+    except ParameterError as exc:
+        raise ParameterError(f"{option}: {exc}") from None
 
 
 def _money(x: Fraction) -> str:

@@ -474,6 +474,10 @@ def encode_value(model: TreeModel, feature: str, raw: str | float) -> int:
         if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
             raise DataError(None, f"{raw!r} is not a finite number", column=feature)
         exact = Fraction(Decimal(repr(raw)))
+    if value is not None:
+        if exact not in (0, 1):
+            raise DataError(None, f"{raw!r}: a one-hot feature is 0 or 1", column=feature)
+        return int(exact)
     if exact < 0:
         raise DataError(None, f"{raw!r} is negative", column=feature)
     x = round(exact * enc.scale)
@@ -563,16 +567,16 @@ def train(
     quarter gives accuracy (churn predicted when ``p_loyal < 1/2``) and
     ROC-AUC, both with the smoothed leaf probabilities of the exported model.
     """
-    import sklearn
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
-    from sklearn.tree import DecisionTreeClassifier
-
     if customers.labels is None:
         raise DataError(customers.source, f"no label column {customers.label!r}; training needs it")
     missing = [c for c in NUMERIC_COLUMNS if c not in customers.columns]
     if missing:
         raise DataError(customers.source, f"missing column(s) {', '.join(missing)}")
+    import sklearn  # imported here: loading a model needs no scikit-learn
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+    from sklearn.tree import DecisionTreeClassifier
+
     started = time.perf_counter()
     features = feature_names(customers)
     X = feature_matrix(customers, features)
