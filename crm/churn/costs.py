@@ -36,7 +36,7 @@ from typing import Any
 from crm.churn.data import ID_COLUMN, NUMERIC_COLUMNS, Customers, numeric_value
 from crm.churn.errors import CostError
 
-__all__ = ["DIRECTIONS", "Costs", "LinearExpr", "load_costs", "parse_costs", "parse_profit"]
+__all__ = ["DIRECTIONS", "Costs", "LinearExpr", "exact", "load_costs", "parse_costs", "parse_profit"]
 
 DIRECTIONS = ("up", "down")
 _TOP_KEYS = {"hard", "soft", "profit"}
