@@ -21,7 +21,8 @@ demo: $(STAMP)
 	$(BIN)/mpc-crm simulate --users 4 --values 8 --key-bits 2048
 	$(BIN)/mpc-crm simulate --ratings $(DATA)/movietweetings-top1000.csv --users 100 --targets 3 \
 	    --key-bits 2048 --titles $(DATA)/movietweetings-top1000-items.csv
-	$(BIN)/mpc-crm recommend --copurchase $(DATA)/groceries.csv --product "whole milk" --product "bottled beer" --k 5
+	$(BIN)/mpc-crm simulate --baskets $(DATA)/groceries.csv --customers 80 --key-bits 1024 \
+	    --product "whole milk" --product "rolls/buns" --k 5
 
 test: $(STAMP)
 	$(BIN)/ruff check mpc crm scripts tests

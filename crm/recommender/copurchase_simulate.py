@@ -103,14 +103,16 @@ def check_counts(plain: Any, got: Any, lists: dict[str, Any], k: int) -> list[st
 
 
 class ProgressBar:
-    """A one-line bar on a terminal (rate and ETA); a line every 10 % otherwise (logs, make)."""
+    """A one-line bar on a terminal (rate and ETA); otherwise a line at each 10 % step, at
+    most one every 5 s (logs stay short for short runs)."""
 
     def __init__(self, total: int, what: str, stream: IO[str] | None = None, width: int = 30) -> None:
         self.total, self.what, self.width = total, what, width
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
         self.t0 = time.monotonic()
-        self.step = -1
+        self.step = 0
+        self.printed = self.t0
 
     def update(self, done: int) -> float | None:
         """Show ``done``; returns the estimated seconds left (None before the first one)."""
@@ -122,14 +124,15 @@ class ProgressBar:
             fill = self.width * done // max(1, self.total)
             self.stream.write(f"\r  [{'#' * fill}{'.' * (self.width - fill)}] {tail}   ")
             self.stream.flush()
-        elif 10 * done // max(1, self.total) > self.step:
+        elif 10 * done // max(1, self.total) > self.step and time.monotonic() - self.printed >= 5.0:
             self.step = 10 * done // max(1, self.total)
+            self.printed = time.monotonic()
             print(f"  {100 * done // max(1, self.total):3d}%  {tail}", file=self.stream, flush=True)
         return eta
 
     def finish(self, done: int) -> None:
-        self.update(done)
         if self.tty:
+            self.update(done)
             self.stream.write("\n")
             self.stream.flush()
 
@@ -310,22 +313,24 @@ class CopurchaseSimulation:
         return report
 
     def _print(self, rep: dict[str, Any]) -> None:
-        print()
-        for k, v in rep["phases_s"].items():
-            print(f"  {k:<28} {v:8.2f} s")
-        c, p = rep["per_customer"], rep["publish"]
+        c, p, t = rep["per_customer"], rep["publish"], rep["phases_s"]
+        n = rep["params"]["customers"]
         print(
-            f"  per customer: {c['ciphertexts']} ciphertexts ({c['upload_bytes'] / 1000:.1f} kB), encryption "
-            f"{c['encrypt_ms_median']:.0f} ms (median), upload {c['upload_ms_median']:.0f} ms; "
-            f"{rep['customers_per_s']:.1f} customers/s in all"
+            f"  {n} customers encrypted and uploaded in {t['encrypt_and_upload']:.2f} s "
+            f"({rep['customers_per_s']:.1f}/s): {c['ciphertexts']} ciphertexts = {c['upload_bytes'] / 1000:.1f} kB "
+            f"each, encryption {c['encrypt_ms_median']:.0f} ms and upload {c['upload_ms_median']:.0f} ms (medians)"
         )
         print(
-            f"  publish: the SP summed {p['contributors']} uploads in {p['sum_s']:.2f} s, joint decryption "
-            f"{p['decrypt_s']:.2f} s"
+            f"  published: the SP summed {p['contributors']} uploads in {p['sum_s']:.2f} s; joint decryption with "
+            f"the PSP {p['decrypt_s']:.2f} s"
+        )
+        print(
+            f"  other phases: certificates and configs {t['certificates_and_configs']:.2f} s, servers and joint key "
+            f"{t['start_and_keygen']:.2f} s, publish and read {t['publish_and_read']:.2f} s, "
+            f"shutdown {t['shutdown']:.2f} s"
         )
         b = rep["bytes_sent"]
         print(f"Bytes sent: SP {b['sp']:,}, PSP {b['psp']:,}, customers {b['customers']:,}, admin {b['admin']:,}")
-        n = rep["params"]["customers"]
         for x, e in rep["products"].items():
             print(f"{x}: in {e['baskets_with']} of {n} baskets; bought with it (published counts):")
             for rank, r in enumerate(e["recommendations"], 1):
