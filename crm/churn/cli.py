@@ -1,6 +1,8 @@
 """``mpc-crm churn``: train the churn tree and plan retention actions from files.
 
     mpc-crm churn train --data FILE --out model.json [--seed S]
+    mpc-crm churn score --data FILE --model model.json [--customers N] [--key-bits 1024|2048]
+                        --out scores.json
     mpc-crm churn plan --data FILE --model model.json --costs costs.toml
                        [--max-action-sets K | --budget B] [--segment-threshold P] --out plan.json
 
@@ -26,6 +28,7 @@ from crm.churn.data import feature_names, load_customers
 from crm.churn.errors import ParameterError
 from crm.churn.model import DEPTHS, MIN_LEAVES, TreeModel, train
 from crm.churn.plan import plan_all, select, set_text, to_fraction
+from crm.churn.score import add_score_arguments, run_score
 
 SHOW_SETS = 10
 """How many action sets the readable summary of ``plan`` lists (all of them are in --out)."""
@@ -201,6 +204,11 @@ ACTIONS: dict[
 ] = {
     "train": ("train the churn tree and write model.json", _add_train, _run_train),
     "plan": ("plan retention actions for unloyal customers (in the clear)", _add_plan, _run_plan),
+    "score": (
+        "score every customer privately: PSP, SP and customers as processes over gRPC",
+        add_score_arguments,
+        run_score,
+    ),
 }
 """name -> (help, add its arguments, run it)."""
 

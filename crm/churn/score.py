@@ -191,24 +191,22 @@ class _Run:
                     str(a.timeout),
                 ],
             )
+            tty = sys.stdout.isatty()
+            shown = -1
             while admin.proc.poll() is None and time.monotonic() < deadline:
                 self.sim.check_servers(servers)
                 state = read_json(progress)
-                if state:
-                    print(
-                        _bar(
-                            state.get("done", 0),
-                            state.get("total", len(self.ids)),
-                            time.perf_counter() - t,
-                        ),
-                        end="",
-                        flush=True,
-                    )
+                done, total = state.get("done", 0), state.get("total", len(self.ids)) or 1
+                # On a terminal a live bar; in a log one line per tenth.
+                if state and (tty or done * 10 // total > shown):
+                    shown = done * 10 // total
+                    line = _bar(done, total, time.perf_counter() - t)
+                    print(line if tty else line.lstrip("\r"), end="" if tty else "\n", flush=True)
                 time.sleep(0.5)
-            print()
+            if tty:
+                print()
             (admin_report,) = self.sim.wait_for([admin], servers, deadline, "admin")
             self.phases["scoring"] = time.perf_counter() - t
-            stats = {}
             t = time.perf_counter()
             self.sim._stop(servers)
             self.phases["shutdown"] = time.perf_counter() - t

@@ -227,6 +227,8 @@ class PartyServer:
             self.pk.pool.stop()
         if self.recommender is not None:
             self.recommender.stop_pools()
+        if self.churn is not None:
+            self.churn.close()
         if self.store is not None:
             self.store.close()
         self.write_stats()
