@@ -351,3 +351,28 @@ async def test_scoring_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_p
     finally:
         await admin_client.close()
         await front.close()
+
+
+@pytest.mark.slow
+def test_churn_score_command_across_processes(tmp_path: Path) -> None:
+    """`mpc-crm churn train` then `churn score` on a slice: processes, mTLS, exact match, JSON shape."""
+    import json
+    import subprocess
+    import sys
+
+    model = tmp_path / "model.json"
+    subprocess.run([sys.executable, "-m", "mpc", "churn", "train", "--data", str(TELCO), "--out", str(model)],
+                   check=True, capture_output=True, timeout=120)
+    out = tmp_path / "scores.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mpc", "churn", "score", "--data", str(TELCO), "--model", str(model),
+         "--customers", "30", "--key-bits", "1024", "--workers", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert len(report["customers"]) == 30 and report["total_s"] > 0
+    first = report["customers"]["7590-VHVEG"]
+    assert set(first) == {"p_loyal", "p_loyal_plain", "segment", "match"}
+    assert all(c["match"] and c["p_loyal"] == c["p_loyal_plain"] for c in report["customers"].values())
+    assert {c["segment"] for c in report["customers"].values()} <= {"loyal", "unloyal"}
