@@ -238,3 +238,47 @@ def test_malformed_static_tables_name_the_line(text: str, where: str) -> None:
 def test_static_table_format() -> None:
     text = "\ufeffProduct,Recommended,Rank\r\n whole milk , butter , 3\r\n\r\n\"a, b\",c,1\n"
     assert parse_static_table(text) == [("whole milk", 3, "butter"), ("a, b", 1, "c")]
+
+
+
+async def test_catalog_commands(shop: Parties, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``mpc-crm catalog``: contribute, publish, read, and the static table, as a user would."""
+    import argparse
+    import json
+
+    from crm.recommender import catalog_cli
+    from mpc.parties.user import UserConfig
+
+    parser = argparse.ArgumentParser()
+    catalog_cli.add_arguments(parser)
+
+    async def cli(user: str, *argv: str) -> str:
+        args = parser.parse_args(["--config", str(shop.dep.user_configs[user]), *argv])
+        assert await catalog_cli._run(UserConfig.load(args.config), args) == 0
+        return capsys.readouterr().out
+
+    bought = baskets(seed=5, n=10)
+    for c, b in bought.items():
+        assert "uploaded an encrypted contribution" in await cli(c, "contribute", "--basket", ",".join(b))
+    assert "at most 14 customers x 1 basket(s)" in await cli("c01", "layout")
+    with pytest.raises(MpcError, match="counts at most 1 per customer"):  # this layout counts one basket a customer
+        await cli("c01", "contribute", "--basket", "p01", "--basket", "p02")
+    with pytest.raises(AuthorizationError):
+        await cli("c01", "publish")
+    assert "published epoch 1: 10 contributors, 10 baskets" in await cli(ADMIN, "publish")
+    plain = cooccurrence(list(bought.values()), PRODUCTS)
+    x = max(PRODUCTS, key=plain.support)
+    out = await cli("c04", "copurchase", "--product", x, "--k", "2", "--out", str(tmp_path / "c.json"))
+    top = plain.recommend_for(x, 2)
+    assert f"{x}: in {plain.support(x)} baskets" in out and f"  1. {top[0][0]}" in out
+    doc = json.loads((tmp_path / "c.json").read_text())
+    assert doc["matrix"] == plain.matrix.tolist() and doc["baskets"] == 10
+
+    table = tmp_path / "table.csv"
+    table.write_text(TABLE)
+    assert "static table version 1: 3 entries for 2 products" in await cli(ADMIN, "set-static", "--csv", str(table))
+    out = await cli("c05", "static", "--product", "whole milk", "--product", "tea")
+    assert "whole milk: 1. yogurt, 2. butter" in out and "tea: (none)" in out
+    table.write_bytes(b"a,b\xff,1\n")
+    with pytest.raises(ParameterError, match="not UTF-8"):
+        await cli(ADMIN, "set-static", "--csv", str(table))
