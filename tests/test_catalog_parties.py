@@ -282,3 +282,16 @@ async def test_catalog_commands(shop: Parties, tmp_path: Path, capsys: pytest.Ca
     table.write_bytes(b"a,b\xff,1\n")
     with pytest.raises(ParameterError, match="not UTF-8"):
         await cli(ADMIN, "set-static", "--csv", str(table))
+
+
+async def test_an_sp_without_copurchase_parameters(parties: Parties) -> None:
+    """Without ``copurchase`` in its config the SP still serves the static table; co-purchase calls fail clearly."""
+    cat = CatalogClient(parties.user("alice"))
+    with pytest.raises(ProtocolError, match="no co-purchase counts configured") as info:
+        await cat.layout()
+    assert status(info) == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(AuthorizationError):  # the default admins list is ["admin"]
+        await cat.publish()
+    with pytest.raises(AuthorizationError):
+        await cat.set_static_table("a,b,1\n")
+    assert await cat.static("a") == (0, [])
