@@ -23,6 +23,12 @@ demo: $(STAMP)
 	    --key-bits 2048 --titles $(DATA)/movietweetings-top1000-items.csv
 	$(BIN)/mpc-crm simulate --baskets $(DATA)/groceries.csv --customers 80 --key-bits 1024 \
 	    --product "whole milk" --product "rolls/buns" --k 5
+	mkdir -p build/demo
+	$(BIN)/mpc-crm churn train --data $(DATA)/telco-churn.csv --out build/demo/model.json
+	$(BIN)/mpc-crm churn score --data $(DATA)/telco-churn.csv --model build/demo/model.json \
+	    --customers 300 --key-bits 2048 --out build/demo/scores.json
+	$(BIN)/mpc-crm churn plan --data $(DATA)/telco-churn.csv --model build/demo/model.json \
+	    --costs examples/telco-costs.toml --max-action-sets 5 --out build/demo/plan.json
 
 test: $(STAMP)
 	$(BIN)/ruff check mpc crm scripts tests
