@@ -41,6 +41,10 @@ __all__ = ["ChurnClient", "ChurnService", "CustomerStore"]
 
 CHUNK = 128
 """Customers per session: big enough to amortise a round trip, small enough to pipeline."""
+PRECOMPUTE_CAP = 2000
+"""Customers' worth of randomness a worker process keeps in stock (some 130 MB)."""
+WARM_STEP = 32
+"""Customers' worth a worker precomputes per idle-time task (so a query waits little)."""
 MAX_UPLOAD_BYTES = 96 * 1024 * 1024
 """One UploadCustomers call at most (some 3,500 customers of the Telco layout)."""
 UPLOAD_BATCH = 500
@@ -123,6 +127,30 @@ def _worker_prepare(records: list[bytes], seed: bytes) -> tuple[bytes, bytes]:
     return sp_prepare(_WORKER["spec"], _WORKER["layout"], records, seed, _WORKER["rnd"])
 
 
+def randomness_per_customer(spec: private.TreeSpec, layout: private.UploadLayout) -> tuple[int, int]:
+    """(randomizers, dummies) one customer's nodes draw at most (every term of a node is one or the other)."""
+    randomizers = 0
+    for node in spec.nodes:
+        randomizers += layout.plans[node[1]].terms if node[0] == "num" else 1
+    return randomizers, spec.internal * layout.max_terms
+
+
+def _worker_warm(customers: int, cap: int) -> tuple[int, int]:
+    """Idle time: stock this worker with randomness for ``customers`` more (at most ``cap``).
+
+    Returns (pid, customers' worth now in stock). Everything drawn is fresh and used once.
+    """
+    import os
+
+    per_r, per_d = randomness_per_customer(_WORKER["spec"], _WORKER["layout"])
+    rnd: private.SpRandomness = _WORKER["rnd"]
+    stock = min(len(rnd.randomizers) // per_r, len(rnd.dummies) // per_d)
+    want = min(cap, stock + customers)
+    rnd.randomizers.fill(max(0, want * per_r - len(rnd.randomizers)))
+    rnd.dummies.fill(max(0, want * per_d - len(rnd.dummies)))
+    return os.getpid(), min(len(rnd.randomizers) // per_r, len(rnd.dummies) // per_d)
+
+
 @dataclass
 class ScoreJob:
     job: str
@@ -143,6 +171,9 @@ class ChurnService:
         self.party = party
         self.jobs: dict[str, ScoreJob] = {}
         self._executor: ProcessPoolExecutor | None = None
+        self._warming: asyncio.Task[None] | None = None
+        self.stock: dict[int, int] = {}
+        """Worker pid -> customers' worth of randomness in stock (idle-time precomputation)."""
         if party.role != "sp":
             return
         if model_path is None:
@@ -198,6 +229,34 @@ class ChurnService:
             )
         return self._executor
 
+    def _busy(self) -> bool:
+        return any(not j.finished for j in self.jobs.values())
+
+    def warm_up(self) -> None:
+        """Start precomputing in idle time (once the PSP is reachable): called on uploads."""
+        if self._warming is None or self._warming.done():
+            self._warming = self.party._spawn(self._warm(), "churn precomputation")
+
+    async def _warm(self) -> None:
+        """Keep every worker stocked while no scoring job runs; stop when the stock is full."""
+        loop = asyncio.get_running_loop()
+        try:
+            pool = self._pool(await self.psp_curve_key())
+        except TransportError as exc:
+            log.info("sp: churn precomputation waits for the PSP: %s", exc)
+            return
+        workers = max(1, self.party.config.workers)
+        target = min(PRECOMPUTE_CAP, -(-max(1, self.store.count()) // workers))
+        try:
+            while not self._busy():
+                if len(self.stock) >= workers and min(self.stock.values()) >= target:
+                    return
+                tasks = [loop.run_in_executor(pool, _worker_warm, WARM_STEP, target) for _ in range(workers)]
+                for pid, stock in await asyncio.gather(*tasks):
+                    self.stock[pid] = stock
+        except Exception as exc:  # the workers were shut down (server stopping): nothing lost
+            log.info("sp: churn precomputation stopped: %s", exc)
+
     # -- uploads -------------------------------------------------------------------
     async def upload(self, header: churn_pb2.CustomerChunk, blob: bytes) -> int:
         if header.layout_version != self.layout.version:
@@ -218,6 +277,7 @@ class ChurnService:
         await asyncio.get_running_loop().run_in_executor(
             None, self.store.put_many, self.layout.version, list(zip(ids, records, strict=True))
         )
+        self.warm_up()
         return len(ids)
 
     # -- scoring -------------------------------------------------------------------
@@ -248,6 +308,8 @@ class ChurnService:
         finally:
             job.finished = True
             job.seconds = time.perf_counter() - job.t0
+            self.stock.clear()  # drawn from during the job: ask the workers again
+            self.warm_up()
 
     async def _score(self, job: ScoreJob) -> None:
         loop = asyncio.get_running_loop()
