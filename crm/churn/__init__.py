@@ -5,6 +5,8 @@
 - :mod:`crm.churn.costs`: the cost file (hard and soft attributes, profit);
 - :mod:`crm.churn.plan`: the plaintext action planning (leaf-node search), the private
   version's oracle;
+- :mod:`crm.churn.private`, :mod:`crm.churn.protocol`, :mod:`crm.churn.service`,
+  :mod:`crm.churn.score`: private scoring (protocol ``churn-score``) across the parties;
 - :mod:`crm.churn.cli`: the ``mpc-crm churn`` subcommand.
 
 See ``docs/churn.md``.
