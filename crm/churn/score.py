@@ -348,12 +348,9 @@ def worker_main(argv: list[str] | None = None) -> int:
     p.add_argument("--progress", help="admin: file to write the job's progress to")
     p.add_argument("--timeout", type=float, default=1800.0)
     args = p.parse_args(argv)
-    try:
-        report = asyncio.run(_upload(args) if args.action == "upload" else _admin(args))
-    except MpcError as exc:
-        report = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(report), flush=True)
-    return 0 if report["ok"] else 1
+    from mpc.parties.simulate import report_worker
+
+    return report_worker(_upload(args) if args.action == "upload" else _admin(args))
 
 
 if __name__ == "__main__":

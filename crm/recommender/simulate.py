@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from mpc.errors import MpcError, ParameterError
-from mpc.parties.simulate import Simulation, read_json
+from mpc.parties.simulate import Simulation, read_json, report_worker
 
 DEFAULT_THRESHOLD = "1/2"
 
@@ -338,13 +338,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", required=True, help="comma-separated user ids this worker acts for")
     p.add_argument("--concurrency", type=int, default=8)
     args = p.parse_args(argv)
-    try:
-        fn = _upload_worker if args.action == "upload" else _fetch_worker
-        report = asyncio.run(fn(args))
-    except MpcError as exc:
-        report = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(report), flush=True)
-    return 0 if report["ok"] else 1
+    return report_worker((_upload_worker if args.action == "upload" else _fetch_worker)(args))
 
 
 if __name__ == "__main__":

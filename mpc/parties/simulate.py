@@ -307,6 +307,21 @@ class Simulation:
         print("OK" if s["ok"] else "FAILED")
 
 
+def report_worker(coro: Any) -> int:
+    """A simulation worker's end: run ``coro``, print its report (a dict) as the last JSON line.
+
+    An MpcError becomes ``{"ok": false, "error": ...}``; the exit code is 0 iff ok.
+    """
+    import asyncio
+
+    try:
+        report = asyncio.run(coro)
+    except MpcError as exc:
+        report = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(report), flush=True)
+    return 0 if report["ok"] else 1
+
+
 def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
