@@ -366,12 +366,12 @@ def test_churn_score_command_across_processes(tmp_path: Path) -> None:
     out = tmp_path / "scores.json"
     proc = subprocess.run(
         [sys.executable, "-m", "mpc", "churn", "score", "--data", str(TELCO), "--model", str(model),
-         "--customers", "30", "--key-bits", "1024", "--workers", "1", "--out", str(out)],
+         "--customers", "200", "--key-bits", "1024", "--workers", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(out.read_text())
-    assert len(report["customers"]) == 30 and report["total_s"] > 0
+    assert len(report["customers"]) == 200 and report["total_s"] > 0
     first = report["customers"]["7590-VHVEG"]
     assert set(first) == {"p_loyal", "p_loyal_plain", "segment", "match"}
     assert all(c["match"] and c["p_loyal"] == c["p_loyal_plain"] for c in report["customers"].values())
