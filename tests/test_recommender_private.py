@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crm.recommender.data import build_ratings
 from crm.recommender.plain import PlainParams, Recommender, aggregate, dense_items, dense_vectors
@@ -232,17 +234,37 @@ async def test_top_n_by_shuffle_then_select_equals_the_oracle(keys) -> None:
         assert (sums, counts) == ([int(x) for x in oracle.sums], [int(x) for x in oracle.counts]), a
 
 
-def test_quickselect_finds_the_k_largest() -> None:
-    from crm.recommender.topn import Quickselect
+@pytest.mark.parametrize("kind", ["Quickselect", "SampleSelect"])
+def test_selection_finds_the_k_largest(kind: str) -> None:
+    import crm.recommender.topn as topn
 
     rng = random.Random(4)
-    for n, k in [(1, 1), (5, 0), (5, 5), (30, 7), (200, 20)]:
+    for n, k in [(1, 1), (5, 0), (5, 5), (30, 7), (200, 20), (999, 20), (64, 1), (500, 0), (300, 300)]:
         values = rng.sample(range(10_000), n)
-        sel = Quickselect(n, k)
+        sel = getattr(topn, kind)(n, k)
         rounds = 0
         while not sel.done:
             pairs = sel.pairs()
+            assert all(a != b and 0 <= a < n and 0 <= b < n for a, b in pairs)
             sel.outcome([int(values[a] >= values[b]) for a, b in pairs])
             rounds += 1
         assert sorted(sel.chosen) == sorted(sorted(range(n), key=lambda i: -values[i])[:k])
-        assert rounds < 48
+        assert rounds <= topn.MAX_ROUNDS
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 700), frac=st.floats(0, 1), seed=st.integers(0, 2**32))
+def test_sample_select_against_sorted_plaintext(n: int, frac: float, seed: int) -> None:
+    """Random sizes and k, including the fallback when few values lie above the pivot."""
+    from crm.recommender.topn import MAX_ROUNDS, SampleSelect
+
+    rng = random.Random(seed)
+    k = min(n, int(frac * frac * n))  # small k more often
+    values = rng.sample(range(4 * n), n)
+    sel = SampleSelect(n, k)
+    rounds = 0
+    while not sel.done:
+        sel.outcome([int(values[a] >= values[b]) for a, b in sel.pairs()])
+        rounds += 1
+    assert sorted(sel.chosen) == sorted(sorted(range(n), key=lambda i: -values[i])[:k])
+    assert rounds <= MAX_ROUNDS

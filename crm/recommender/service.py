@@ -340,7 +340,7 @@ class RecommenderService:
         party.stats["recommender"] = self.stats
         # Randomness of the comparisons, precomputed while the server is idle (one query's worth).
         n = self.layout.n_users
-        if self.params.top_n:  # quickselect: about 2n comparisons of ranked values
+        if self.params.top_n:  # SampleSelect: about 1.4n comparisons of ranked values (at most 2n)
             plan, count, joint = CompareParams(self.layout.ranked_bits, 2 * n).plan, 2 * n, 3 * n
         else:
             plan, count, joint = compare_params(self.layout).plan, n, n

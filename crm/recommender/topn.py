@@ -15,7 +15,7 @@ threshold. Steps:
    query) and re-randomises: the list X_0 .. X_{n-2} of anonymous values.
 4. Selection, in rounds ``q<i>`` (PSP -> SP: pairs of positions to compare)
    and ``r<i>-*`` (a batch of the secure comparison, output revealed to the
-   PSP): quickselect driven by the PSP on comparison outcomes it may see. The
+   PSP): selection (:class:`SampleSelect`) driven by the PSP on comparison outcomes it may see. The
    last ``q<i>`` is empty.
 5. ``chosen`` (PSP -> SP): E(1) for the N selected positions and E(0) for the
    others; the SP undoes its permutation: E(b_B) in user order.
@@ -30,6 +30,7 @@ docs/protocols/recommend.md.
 
 from __future__ import annotations
 
+import math
 import secrets
 import struct
 from collections.abc import Awaitable, Callable, Sequence
@@ -191,6 +192,108 @@ class Quickselect:
         self._settle()
 
 
+class SampleSelect:
+    """Top-k selection with a pivot chosen from a sample (after Floyd and Rivest).
+
+    Quickselect's first random pivot keeps about half the values, so it needs
+    about 2n comparisons (2,190 on average for k = 20 of 999, 3,400 at the
+    90th percentile). Here a random sample of s = 2 sqrt(n) values is searched
+    first for its top j = ceil(4 k s / n) (a quickselect on s values), the
+    smallest of those becomes the pivot (a tournament over j), every value is
+    compared with it once, and the k largest are selected among the ~4k
+    above it: about n + 2s + 8k comparisons (1,310 on average, 1,410 at the
+    90th percentile, for k = 20 of 999). Should fewer than k - 1 values lie
+    above the pivot (probability about 0.5 %), the rest is selected among
+    those below: still exact, only slower. Same interface as
+    :class:`Quickselect`; what the PSP sees is of the same kind (outcomes of
+    comparisons it chose among anonymous values).
+    """
+
+    MIN_N = 64
+    """Below this, or when k > n / 12, the sample saves nothing: plain quickselect."""
+
+    def __init__(self, n: int, k: int) -> None:
+        if not 0 <= k <= n:
+            raise ParameterError(f"cannot select {k} of {n}")
+        self.n, self.k = n, k
+        self.chosen: set[int] = set()
+        self.pivot: int | None = None
+        if n < self.MIN_N or 12 * k > n or k == 0:
+            self._start_final(list(range(n)), k)
+            return
+        s = min(n, max(16, round(2 * math.sqrt(n))))
+        sample = list(range(n))
+        for i in range(s):  # the first s of a Fisher-Yates shuffle
+            j = i + secrets.randbelow(n - i)
+            sample[i], sample[j] = sample[j], sample[i]
+        self.phase = "sample"
+        self.map = sample[:s]
+        self.inner = Quickselect(s, min(s, -(-4 * k * s // n)))
+
+    def _start_final(self, candidates: list[int], k: int) -> None:
+        self.phase = "final"
+        self.map = candidates
+        self.inner = Quickselect(len(candidates), k)
+        self._collect()
+
+    def _collect(self) -> None:
+        if self.inner.done:
+            self.chosen.update(self.map[i] for i in self.inner.chosen)
+            self.phase = "done"
+
+    @property
+    def done(self) -> bool:
+        return self.phase == "done"
+
+    def pairs(self) -> list[tuple[int, int]]:
+        if self.phase in ("sample", "final"):
+            return [(self.map[a], self.map[b]) for a, b in self.inner.pairs()]
+        if self.phase == "min":
+            self._pairs = [(self.round[i], self.round[i + 1]) for i in range(0, len(self.round) - 1, 2)]
+            return self._pairs
+        if self.phase == "pivot":
+            return [(c, self.pivot) for c in range(self.n) if c != self.pivot]  # type: ignore[misc]
+        return []
+
+    def outcome(self, bits: Sequence[int]) -> None:
+        if self.phase == "sample":
+            self.inner.outcome(bits)
+            if self.inner.done:  # the pivot is the smallest of the sample's top j
+                self.phase = "min"
+                self.round = [self.map[i] for i in sorted(self.inner.chosen)]
+                self._advance_min([])
+        elif self.phase == "min":
+            if len(bits) != len(self._pairs):
+                raise ProtocolError(f"{len(bits)} outcomes for {len(self._pairs)} comparisons")
+            self._advance_min([b if bit == 1 else a for (a, b), bit in zip(self._pairs, bits, strict=True)])
+        elif self.phase == "pivot":
+            p = self.pivot
+            others = [c for c in range(self.n) if c != p]
+            if len(bits) != len(others):
+                raise ProtocolError(f"{len(bits)} outcomes for {len(others)} comparisons")
+            above = [c for c, b in zip(others, bits, strict=True) if b]
+            below = [c for c, b in zip(others, bits, strict=True) if not b]
+            if len(above) >= self.k:
+                self._start_final(above, self.k)
+            else:  # everything above and the pivot are in; the rest comes from below
+                self.chosen.update(above)
+                self.chosen.add(p)  # type: ignore[arg-type]
+                self._start_final(below, self.k - len(above) - 1)
+        elif self.phase == "final":
+            self.inner.outcome(bits)
+            self._collect()
+        else:
+            raise ProtocolError("an outcome after the selection is done")
+
+    def _advance_min(self, winners: list[int]) -> None:
+        """One tournament round for the minimum: [a >= b] = 1 keeps b; an odd one out goes on."""
+        if winners or len(self.round) % 2:
+            self.round = winners + (self.round[-1:] if len(self.round) % 2 else [])
+        if len(self.round) == 1:
+            self.pivot = self.round[0]
+            self.phase = "pivot"
+
+
 def encode_pairs(pairs: Sequence[tuple[int, int]]) -> bytes:
     return b"".join(struct.pack(">II", a, b) for a, b in pairs)
 
@@ -258,7 +361,7 @@ class PspTopN:
         await ctx.send("sp", "singles", await rc(batch_message, pk, singles))
 
         n = layout.n_users - 1
-        sel = Quickselect(n, min(top_n, n))
+        sel = SampleSelect(n, min(top_n, n))
         rnd = 0
         while not sel.done:
             if rnd == MAX_ROUNDS:
