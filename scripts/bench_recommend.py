@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shift", type=int, default=8)
     ap.add_argument("--threshold", default="0.5", help="delta: an integer, or a fraction of 2^(2 shift)")
     ap.add_argument("--top-n", type=int, default=0, help="top-N mode with this N (shuffle-then-select)")
+    ap.add_argument(
+        "--selector", choices=("sample", "quickselect", "both"), default="sample",
+        help="top-N: the PSP's selection (both: each target with each, back to back)",
+    )
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
 
@@ -106,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"setup: {len(flat)} encryptions in {setup_encrypt:.1f} s, blocks in {setup_blocks:.2f} s")
     pk.encrypt(0)  # tables
 
-    times, matches, precompute = [], [], []
+    times, matches, precompute, used = [], [], [], []
+    by_selector: dict[str, list[float]] = {}
+    selectors = ["sample", "quickselect"] if args.selector == "both" else [args.selector]
     curve = CurvePrivateKey.generate()
     cparams = compare_params(layout)
     if topn:  # about 2n comparisons of ranked values in quickselect
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         cparams = CompareParams(layout.ranked_bits, 2 * n)
     # Targets spread over user order, among users who rated some dense item (others have no neighbours).
     candidates = [u for u in range(len(r.users)) if plain.vectors[u].any()]
-    for k in range(args.targets):
+    for k, selector in ((k, sel) for k in range(args.targets) for sel in selectors):
         a = candidates[(k * 97) % len(candidates)]
         # Idle-time precomputation for one query (what the pools would hold), timed apart.
         t = time.perf_counter()
@@ -133,11 +139,15 @@ def main(argv: list[str] | None = None) -> int:
                     "sp": {"layout": layout, "pk": pk, "share": sp, "records": records, "blocks": blocks,
                            "target": a, "delta": delta, "compare_pools": sp_pools},
                     "psp": {"layout": layout, "pk": pk, "share": psp, "records": records, "blocks": blocks,
-                            "curve_key": curve, "compare_pools": psp_pools, "top_n": args.top_n},
+                            "curve_key": curve, "compare_pools": psp_pools, "top_n": args.top_n,
+                            "selector": selector},
                 },
                 timeout=600,
             )
         )
+        # What the query drew of the precomputed randomness (the rest stays for the next one).
+        stock = cparams.count * cparams.plan.levels
+        used.append(precompute[-1] * (stock - len(psp_pools.bits)) / stock)
         agg = out["sp"]
         plain_vals = combine_many(agg, [sp.partial_decrypt_many(agg), psp.partial_decrypt_many(agg)])
         times.append(time.perf_counter() - t)
@@ -147,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         ranked = rank(r, a, np.array(sums), np.array(counts), 10)  # the first 10 of the list
         ok = ok and [x.to_dict() for x in ranked] == [x.to_dict() for x in want.recommendations[:10]]
         matches.append(ok)
+        by_selector.setdefault(selector, []).append(times[-1])
         print(
-            f"target {r.users[a]}: {times[-1]:.2f} s online, {precompute[-1]:.2f} s idle-time precomputation, "
+            f"target {r.users[a]}{f' ({selector})' if topn else ''}: {times[-1]:.2f} s online, "
+            f"{precompute[-1]:.2f} s idle-time precomputation (of which used {used[-1]:.2f} s), "
             f"{len(want.neighbours)} neighbours, match {ok}"
         )
 
@@ -163,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         "setup_encrypt_s": setup_encrypt,
         "setup_encryptions": len(flat),
         "setup_blocks_s": setup_blocks,
-        "per_target_s": statistics.median(times),
+        "per_target_s": statistics.median(by_selector[selectors[0]] if topn else times),
         "precompute_per_target_s": statistics.median(precompute),
+        "precompute_used_per_target_s": statistics.median(used),
+        "per_target_by_selector_s": {k: statistics.median(v) for k, v in by_selector.items()} if topn else None,
+        "per_target_by_selector_all_s": by_selector if topn else None,
         "per_target_all_s": times,
         "all_match": all(matches),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -173,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["scripts/bench_recommend.py", *(argv if argv is not None else sys.argv[1:])]),
     }
-    print(json.dumps({k: result[k] for k in ("per_target_s", "precompute_per_target_s", "all_match", "setup_encrypt_s")}))
+    print(json.dumps({k: result[k] for k in ("per_target_s", "precompute_per_target_s", "precompute_used_per_target_s",
+                                             "per_target_by_selector_s", "all_match", "setup_encrypt_s")}))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=1))
     return 0 if all(matches) else 1

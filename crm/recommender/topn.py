@@ -294,6 +294,13 @@ class SampleSelect:
             self.phase = "pivot"
 
 
+SELECTORS: dict[str, Callable[[int, int], Quickselect | SampleSelect]] = {
+    "sample": SampleSelect,
+    "quickselect": Quickselect,
+}
+"""The PSP's selection strategies by name (PSP input ``selector``, default "sample")."""
+
+
 def encode_pairs(pairs: Sequence[tuple[int, int]]) -> bytes:
     return b"".join(struct.pack(">II", a, b) for a, b in pairs)
 
@@ -361,7 +368,7 @@ class PspTopN:
         await ctx.send("sp", "singles", await rc(batch_message, pk, singles))
 
         n = layout.n_users - 1
-        sel = SampleSelect(n, min(top_n, n))
+        sel = SELECTORS[i.get("selector", "sample")](n, min(top_n, n))
         rnd = 0
         while not sel.done:
             if rnd == MAX_ROUNDS:
