@@ -6,6 +6,7 @@ encoded values); security checks look at exactly what the PSP receives.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 from fractions import Fraction
@@ -294,6 +295,27 @@ async def test_protocol_in_one_event_loop() -> None:
 # -- live servers -----------------------------------------------------------------------------
 
 
+async def _wait_job(client: Any, job: str) -> Any:
+    for _ in range(600):
+        st = await client.scoring_status(job)
+        if st.finished:
+            return st
+        await asyncio.sleep(0.1)
+    raise AssertionError("scoring did not finish in 60 s")
+
+
+async def _score_live(client: Any, admin: X25519PrivateKey) -> dict[str, Fraction]:
+    job = await client.start_scoring(P.admin_key_bytes(admin))
+    st = await _wait_job(client, job.job)
+    assert st.finished and not st.error, st.error
+    got: dict[str, Fraction] = {}
+    for ch in st.chunks:
+        res = P.unseal(admin, ch.sealed, aad(ch.chunk, len(ch.customer_ids)))
+        got.update(zip(ch.customer_ids, P.open_scores(res, ch.seed, len(ch.customer_ids), st.depth), strict=True))
+    assert len(got) == job.customers
+    return got
+
+
 async def test_scoring_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_path: Path) -> None:
     from crm.churn.service import ChurnClient
 
@@ -333,21 +355,23 @@ async def test_scoring_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_p
         with pytest.raises(NotFound):
             await admin_client.start_scoring(P.admin_key_bytes(adm), ["nobody"])
 
-        job = await admin_client.start_scoring(P.admin_key_bytes(adm))
-        assert job.customers == 12
-        import asyncio
+        want = {c: model.p_loyal_exact(model.leaf_of_encoded(customers[c])) for c in ids}
+        assert await _score_live(admin_client, adm) == want
 
-        for _ in range(600):
-            st = await admin_client.scoring_status(job.job)
-            if st.finished:
+        # The PSP goes away: the job fails with a message naming it, the uploads stay.
+        await idle_parties.stop("psp")
+        job = await admin_client.start_scoring(P.admin_key_bytes(adm))
+        st = await _wait_job(admin_client, job.job)
+        assert st.error and "psp" in st.error.lower(), st.error
+        assert not st.chunks and store.count() == before
+        await idle_parties.start("psp")
+        for attempt in range(5):  # the SP's channel to the PSP may still be backing off
+            job = await admin_client.start_scoring(P.admin_key_bytes(adm))
+            st = await _wait_job(admin_client, job.job)
+            if not st.error or attempt == 4:
                 break
-            await asyncio.sleep(0.1)
-        assert st.finished and not st.error, st.error
-        got: dict[str, Fraction] = {}
-        for ch in st.chunks:
-            res = P.unseal(adm, ch.sealed, aad(ch.chunk, len(ch.customer_ids)))
-            got.update(zip(ch.customer_ids, P.open_scores(res, ch.seed, len(ch.customer_ids), st.depth), strict=True))
-        assert got == {c: model.p_loyal_exact(model.leaf_of_encoded(customers[c])) for c in ids}
+            await asyncio.sleep(0.5)
+        assert await _score_live(admin_client, adm) == want
     finally:
         await admin_client.close()
         await front.close()

@@ -172,6 +172,7 @@ class ChurnService:
         self.jobs: dict[str, ScoreJob] = {}
         self._executor: ProcessPoolExecutor | None = None
         self._warming: asyncio.Task[None] | None = None
+        self._psp_key: bytes | None = None
         self.stock: dict[int, int] = {}
         """Worker pid -> customers' worth of randomness in stock (idle-time precomputation)."""
         if party.role != "sp":
@@ -212,12 +213,24 @@ class ChurnService:
             raise AuthorizationError(f"user {name!r} is not an admin of this SP")
 
     async def psp_curve_key(self) -> bytes:
-        info = await self.party.peer_stub.call(
-            "GetPublicKey", peer_pb2.PublicKeyRequest(), timeout=30.0
-        )
-        if not info.curve_key:
-            raise TransportError("the PSP did not publish a curve key")
-        return bytes(info.curve_key)
+        """The PSP's curve public key (asked once, then kept: the PSP reloads the same key)."""
+        if self._psp_key is None:
+            delay = 0.2
+            for attempt in range(5):  # a PSP just (re)started: the channel may still back off
+                try:
+                    info = await self.party.peer_stub.call(
+                        "GetPublicKey", peer_pb2.PublicKeyRequest(), timeout=30.0
+                    )
+                    break
+                except TransportError:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(delay)
+                    delay *= 2
+            if not info.curve_key:
+                raise TransportError("the PSP did not publish a curve key")
+            self._psp_key = bytes(info.curve_key)
+        return self._psp_key
 
     def _pool(self, psp_key: bytes) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -303,6 +316,8 @@ class ChurnService:
         try:
             await self._score(job)
         except Exception as exc:
+            while isinstance(exc, ExceptionGroup):  # from the TaskGroup: the first failure says why
+                exc = exc.exceptions[0]
             job.error = f"{type(exc).__name__}: {exc}"
             log.warning("sp: churn scoring %s failed: %s", job.job[:8], job.error)
         finally:
@@ -337,7 +352,9 @@ class ChurnService:
             )
             job.done += len(ids)
 
-        await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks)))
+        async with asyncio.TaskGroup() as group:  # the first failure cancels the other chunks
+            for i, c in enumerate(chunks):
+                group.create_task(one(i, c))
 
     def status(self, job_id: str) -> churn_pb2.ScoreStatus:
         job = self.jobs.get(job_id)
