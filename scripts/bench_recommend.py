@@ -37,6 +37,7 @@ from crm.recommender.private import (
     UserRecord,
     build_blocks,
     decode_aggregate,
+    decode_neighbours,
     user_plaintexts,
 )
 from crm.recommender.protocol import compare_params
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         sums, counts = decode_aggregate(layout, plain_vals)
         want = plain.recommend(r.users[a])
         ok = sums == [int(x) for x in want.sums] and counts == [int(x) for x in want.counts]
+        ok = ok and decode_neighbours(layout, plain_vals) == len(want.neighbours)
         ranked = rank(r, a, np.array(sums), np.array(counts), 10)  # the first 10 of the list
         ok = ok and [x.to_dict() for x in ranked] == [x.to_dict() for x in want.recommendations[:10]]
         matches.append(ok)

@@ -93,8 +93,9 @@ async def upload_all(p: Parties, world: dict, users: list[str] | None = None) ->
 
 
 def assert_equal_to_oracle(oracle: Recommender, user: str, got: tuple) -> None:
-    ranked, sums, counts = got
+    ranked, sums, counts, neighbours = got
     exp = oracle.recommend(user)
+    assert neighbours == len(exp.neighbours)
     assert sums == [int(x) for x in exp.sums]
     assert counts == [int(x) for x in exp.counts]
     assert [x.to_dict() for x in ranked] == [x.to_dict() for x in exp.recommendations]
@@ -230,7 +231,7 @@ def test_simulate_with_ratings_processes(tmp_path: Path) -> None:
     rep = json.loads(out.read_text())
     assert len(rep["targets"]) == 2
     assert all(t["match"] for t in rep["targets"].values())
-    assert all(t["neighbours"] is None for t in rep["targets"].values())
+    assert all(t["neighbours"] == len(t["plain"]["neighbours"]) for t in rep["targets"].values())
     assert rep["per_target_s"] > 0 and rep["bytes_sent"]["sp"] > 0 and rep["bytes_sent"]["users"] > 0
 
 

@@ -16,6 +16,7 @@ from crm.recommender.private import (
     block_products,
     build_blocks,
     decode_aggregate,
+    decode_neighbours,
     finish_similarities,
     mask_selection,
     mask_target,
@@ -143,9 +144,11 @@ async def test_threshold_recommendation_end_to_end_in_memory(keys, world) -> Non
         },
         timeout=60,
     )
-    sums, counts = decode_aggregate(layout, [decrypt(shares, c) for c in out["sp"]])
+    plains = [decrypt(shares, c) for c in out["sp"]]
+    sums, counts = decode_aggregate(layout, plains)
     assert sums == [int(x) for x in oracle.sums]
     assert counts == [int(x) for x in oracle.counts]
+    assert decode_neighbours(layout, plains) == len(oracle.neighbours)
     import numpy as np
 
     ranked = rank(r, a, np.array(sums), np.array(counts), 0)
@@ -230,8 +233,10 @@ async def test_top_n_by_shuffle_then_select_equals_the_oracle(keys) -> None:
             timeout=120,
         )
         assert out["psp"] == 5
-        sums, counts = decode_aggregate(layout, [decrypt(shares, c) for c in out["sp"]])
+        plains = [decrypt(shares, c) for c in out["sp"]]
+        sums, counts = decode_aggregate(layout, plains)
         assert (sums, counts) == ([int(x) for x in oracle.sums], [int(x) for x in oracle.counts]), a
+        assert decode_neighbours(layout, plains) == len(oracle.neighbours) == 5
 
 
 @pytest.mark.parametrize("kind", ["Quickselect", "SampleSelect"])

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from mpc.elgamal import Ciphertext, PublicKey, sum_ciphertexts
 from mpc.elgamal.multiexp import multiexp_ciphertexts
 from mpc.elgamal.params import GroupParams
-from mpc.errors import LayoutError, ParameterError
+from mpc.errors import EncodingError, LayoutError, ParameterError
 from mpc.packing import SlotLayout, pack_ciphertexts, pack_masks
 
 KAPPA = 40
@@ -178,6 +178,11 @@ class RecLayout:
     def n_rating_ciphertexts(self) -> int:
         return -(-self.n_items // self.items_per_ciphertext)
 
+    @property
+    def n_result_ciphertexts(self) -> int:
+        """A target's result: the packed sums and counts, then the number of neighbours."""
+        return self.n_rating_ciphertexts + 1
+
     # -- selection bits, masked for the PSP --------------------------------------------
     @property
     def selection_layout(self) -> SlotLayout:
@@ -309,14 +314,25 @@ def rating_products(pk: PublicKey, ratings: Sequence[Sequence[Ciphertext]], exps
 
 
 def decode_aggregate(layout: RecLayout, plains: Sequence[int]) -> tuple[list[int], list[int]]:
-    """User: per-item (sum, count) from the decrypted aggregate."""
+    """User: per-item (sum, count) from the decrypted aggregate (its first
+    ``n_rating_ciphertexts`` plaintexts; a result's last one is the neighbour count)."""
     w, per = layout.rating_slot_bits, layout.items_per_ciphertext
     mask_s, mask_w = (1 << layout.sum_bits) - 1, (1 << w) - 1
     sums, counts = [], []
-    for i, x in enumerate(plains):
+    for i, x in enumerate(plains[: layout.n_rating_ciphertexts]):
         n = min(per, layout.n_items - i * per)
         for k in range(n):
             slot = (x >> (w * k)) & mask_w
             sums.append(slot & mask_s)
             counts.append(slot >> layout.sum_bits)
     return sums, counts
+
+
+def decode_neighbours(layout: RecLayout, plains: Sequence[int]) -> int:
+    """User: the number of its neighbours, the last plaintext of a decrypted result."""
+    if len(plains) != layout.n_result_ciphertexts:
+        raise EncodingError(f"{len(plains)} result ciphertexts, expected {layout.n_result_ciphertexts}")
+    n = int(plains[-1])
+    if not 0 <= n < layout.n_users:
+        raise EncodingError(f"neighbour count {n} outside 0..{layout.n_users - 1}: a malformed result")
+    return n

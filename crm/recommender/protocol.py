@@ -176,12 +176,14 @@ async def sp_aggregate(
     ctx: SessionContext, layout: RecLayout, pk: PublicKey, share: KeyShare,
     records: Sequence[UserRecord], bits: Sequence[Ciphertext], rc: RunCrypto,
 ) -> list[Ciphertext]:
-    """Steps ``selection`` and ``aggregate`` at the SP: E(sum_B b_B D_B) from E(b_B)."""
+    """Steps ``selection`` and ``aggregate`` at the SP: E(sum_B b_B D_B) from E(b_B),
+    followed by E(sum_B b_B), the number of neighbours (for the target only)."""
     packed, rho = await rc(mask_selection, layout, bits)
     await ctx.send("psp", "selection", await rc(masked_message, pk, share, packed))
     own = await rc(rating_products, pk, [rec.ratings for rec in records], rho)
-    psp = await rc(read_batch, pk, await ctx.receive("psp", "aggregate"), layout.n_rating_ciphertexts, "aggregate")
-    return [x - y for x, y in zip(psp, own, strict=True)]
+    psp = await rc(read_batch, pk, await ctx.receive("psp", "aggregate"), layout.n_result_ciphertexts, "aggregate")
+    # The last one is E(sum_B z_B) = E(count + sum_B rho_B): the number of neighbours.
+    return [*(x - y for x, y in zip(psp[:-1], own, strict=True)), psp[-1].add_plain(-sum(rho))]
 
 
 async def psp_aggregate(
@@ -193,7 +195,8 @@ async def psp_aggregate(
     plains = await rc(open_masked, pk, share, await ctx.receive("sp", "selection"), n_packed, "selection")
     zs = unmask_selection(layout, plains, layout.n_users)
     agg = await rc(rating_products, pk, [rec.ratings for rec in records], zs)
-    await ctx.send("sp", "aggregate", await rc(batch_message, pk, [pk.rerandomize(c) for c in agg]))
+    total = pk.encrypt_from_pool(sum(zs))  # count + sum of the SP's masks: hides the count
+    await ctx.send("sp", "aggregate", await rc(batch_message, pk, [*(pk.rerandomize(c) for c in agg), total]))
 
 
 # -- roles ---------------------------------------------------------------------------------------

@@ -49,13 +49,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import gmpy2
 
 import crm.recommender.topn  # noqa: F401  (registers "recommend-topn")
 from crm.recommender.plain import Recommendation
-from crm.recommender.private import RecLayout, UserRecord, decode_aggregate, user_plaintexts
+from crm.recommender.private import (
+    RecLayout,
+    UserRecord,
+    decode_aggregate,
+    decode_neighbours,
+    user_plaintexts,
+)
 from crm.recommender.protocol import compare_params  # importing it registers "recommend"
 from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, PublicKey, sum_ciphertexts
@@ -259,17 +265,26 @@ async def upload_ratings(client: Any, params: RecParams, own: Mapping[str, int],
     return int(await client.upload_ciphertexts(REC_KIND, blob, len(plains), params.layout_version))
 
 
+class Fetched(NamedTuple):
+    """A user's decrypted result: its ranked recommendations, per-item sums and counts,
+    and how many neighbours it has (their identities are never revealed)."""
+
+    ranked: list[Recommendation]
+    sums: list[int]
+    counts: list[int]
+    neighbours: int
+
+
 async def fetch_recommendations(
     client: Any, params: RecParams, own: Mapping[str, int], k: int = 0
-) -> tuple[list[Recommendation], list[int], list[int]]:
-    """Fetch, decrypt (both partials) and rank; returns (ranked, sums, counts)."""
+) -> Fetched:
+    """Fetch, decrypt (both partials) and rank."""
     plains = await client.fetch(RESULT_KIND)
     pk = await client.public_key()
     layout = params.layout(pk.params)
-    if len(plains) != layout.n_rating_ciphertexts:
-        raise EncodingError(f"{len(plains)} aggregate ciphertexts, expected {layout.n_rating_ciphertexts}")
+    neighbours = decode_neighbours(layout, plains)  # checks the count of ciphertexts too
     sums, counts = decode_aggregate(layout, plains)
-    return rank_own(params, layout, plains, own, k), sums, counts
+    return Fetched(rank_own(params, layout, plains, own, k), sums, counts, neighbours)
 
 
 # -- protocol "replicate" ---------------------------------------------------------------------

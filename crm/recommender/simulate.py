@@ -14,9 +14,10 @@ them, starts the PSP and the SP, then:
 3. the parent compares each target's decrypted sums and counts and its ranked
    list with the plaintext oracle (threshold mode) and writes the JSON report.
 
-The number of neighbours is not part of the private protocol's output (only
-per-item sums and counts are), so the report gives ``"neighbours": null``; the
-oracle's neighbour ids are listed under ``plain``.
+The target learns how many neighbours it has (the last ciphertext of its
+result), never who they are: the report gives that number under
+``"neighbours"``; the oracle's neighbour ids are listed under ``plain`` and
+their number must match too.
 
 A worker learns only the ratings of the users it acts for (``ratings.json``
 holds every user's ratings because one machine plays everybody; a worker reads
@@ -200,9 +201,10 @@ class RecSimulation:
                 got["sums"] == [int(x) for x in exp.sums]
                 and got["counts"] == [int(x) for x in exp.counts]
                 and got["recommendations"] == [x.to_dict() for x in exp.recommendations]
+                and got["neighbours"] == len(exp.neighbours)
             )
             out_targets[u] = {
-                "neighbours": None,
+                "neighbours": got["neighbours"],
                 "recommendations": got["recommendations"],
                 "plain": {"neighbours": exp.neighbours, "recommendations": [x.to_dict() for x in exp.recommendations]},
                 "match": match,
@@ -316,16 +318,17 @@ async def _fetch_worker(args: argparse.Namespace) -> dict[str, Any]:
         async with UserClient(UserConfig.load(Path(args.configs) / f"{u}.toml")) as client:
             await client.public_key(wait_s=60.0)
             t = time.perf_counter()
-            ranked, sums, counts = await fetch_recommendations(client, params, own)
+            ranked, sums, counts, neighbours = await fetch_recommendations(client, params, own)
             dt = time.perf_counter() - t
             if k == 0:  # once: the second fetch comes from the SP's cache
                 t = time.perf_counter()
-                again, _, _ = await fetch_recommendations(client, params, own)
+                again = (await fetch_recommendations(client, params, own)).ranked
                 cached.append(time.perf_counter() - t)
                 if again != ranked:
                     raise MpcError(f"{u}: the cached recommendations differ from the computed ones")
             sent += client.bytes_sent
-        out[u] = {"recommendations": [x.to_dict() for x in ranked], "sums": sums, "counts": counts, "fetch_s": dt}
+        out[u] = {"recommendations": [x.to_dict() for x in ranked], "sums": sums, "counts": counts,
+                  "neighbours": neighbours, "fetch_s": dt}
     return {"ok": True, "targets": out, "cached_fetch_s": cached, "bytes_sent": sent}
 
 
