@@ -208,8 +208,11 @@ def test_table_entries_are_masked_and_open_only_with_the_seed() -> None:
     masked = P.mask_table(table, seed, 0)
     result = b"\x00\x00" + masked[:8]
     assert P.open_scores(result, seed, 1, spec.depth) == [P.leaf_value(table[0])]
-    with pytest.raises(ProtocolError):  # another seed gives no probability (w.h.p.)
-        P.open_scores(result, P.new_seed(), 1, spec.depth)
+    for _ in range(20):  # another seed: garbage (often not even a probability), never the value
+        try:
+            assert P.open_scores(result, P.new_seed(), 1, spec.depth) != [P.leaf_value(table[0])]
+        except ProtocolError:
+            pass
 
 
 def test_sealed_box_opens_only_for_the_admin_and_its_chunk() -> None:
