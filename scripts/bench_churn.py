@@ -38,6 +38,7 @@ if __name__ == "__main__":
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mpc.benchmarks.common import loadavg, machine_info, publish, standalone
+from mpc.benchmarks.rawspeed import curve_seconds
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,37 +48,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-bits", type=int, default=2048, choices=(1024, 2048))
     p.add_argument("--sample", type=int, default=200, help="customers timed step by step in this process")
     p.add_argument("--json", help="write the result here ('-' for stdout)")
-
-
-def _raw_speeds() -> dict[str, float]:
-    """Seconds per primitive call at full speed (tight loops, no Python around them)."""
-    from mpc.comparison import ec
-    from mpc.elgamal.curve import CurvePrivateKey
-
-    key = CurvePrivateKey.generate()
-    comb = ec.base_comb()
-    scalars = ec.random_scalars(2000)
-    points = [comb.mul(s) for s in scalars[:200]]
-    out: dict[str, float] = {}
-    t = time.perf_counter()
-    for s in scalars:
-        comb.mul(s)
-    out["comb"] = (time.perf_counter() - t) / len(scalars)
-    t = time.perf_counter()
-    for p, s in zip(points * 10, scalars, strict=False):
-        ec.mul(p, s)
-    out["mul"] = (time.perf_counter() - t) / len(scalars)
-    secret = key.to_bytes()
-    t = time.perf_counter()
-    for p in points * 10:
-        ec.ecdh_digest(secret, p)
-    out["ecdh"] = (time.perf_counter() - t) / (10 * len(points))
-    t = time.perf_counter()
-    for i in range(len(points) - 1):
-        for _ in range(10):
-            ec.add([points[i], points[i + 1]])
-    out["add"] = (time.perf_counter() - t) / (10 * (len(points) - 1))
-    return out
 
 
 def _steps(model_path: Path, data: str, sample: int) -> dict[str, Any]:
@@ -97,7 +67,7 @@ def _steps(model_path: Path, data: str, sample: int) -> dict[str, Any]:
     pub = psp.public_key.to_bytes()
     pool = bit_encryption_pool(pub)
     rnd = P.SpRandomness(pub)
-    raw = _raw_speeds()
+    raw = curve_seconds()
     n = len(rows)
     res: dict[str, Any] = {"customers": n}
 

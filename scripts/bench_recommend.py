@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"setup: {len(flat)} encryptions in {setup_encrypt:.1f} s, blocks in {setup_blocks:.2f} s")
     pk.encrypt(0)  # tables
 
+    from mpc.benchmarks.rawspeed import curve_seconds, modular_seconds, price
+    from mpc.comparison import ec
+    from mpc.elgamal.opcount import OPS
+
+    raw_mod, raw_curve = modular_seconds(params.n2), curve_seconds()
+    op_reports: list[dict[str, object]] = []
     times, matches, precompute, used = [], [], [], []
     by_selector: dict[str, list[float]] = {}
     selectors = ["sample", "quickselect"] if args.selector == "both" else [args.selector]
@@ -132,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         sp_pools.dummies.fill(cparams.count * cparams.plan.terms)
         pk.pool.fill((3 * n if topn else cparams.count) + 2 * layout.n_blocks + 2 * layout.n_rating_ciphertexts + 64)
         precompute.append(time.perf_counter() - t)
+        OPS.clear()
+        ec.OPS.clear()
         t = time.perf_counter()
         out = asyncio.run(
             run_local(
@@ -152,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         agg = out["sp"]
         plain_vals = combine_many(agg, [sp.partial_decrypt_many(agg), psp.partial_decrypt_many(agg)])
         times.append(time.perf_counter() - t)
+        priced = price(OPS, ec.OPS, raw_mod, raw_curve)
+        op_reports.append({
+            "ops": dict(OPS), "curve_ops": dict(ec.OPS), **priced,
+            "overhead_vs_as_run": times[-1] / priced["as_run_s"], "naive_vs_wall": priced["naive_s"] / times[-1],
+        })
         sums, counts = decode_aggregate(layout, plain_vals)
         want = plain.recommend(r.users[a])
         ok = sums == [int(x) for x in want.sums] and counts == [int(x) for x in want.counts]
@@ -163,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"target {r.users[a]}{f' ({selector})' if topn else ''}: {times[-1]:.2f} s online, "
             f"{precompute[-1]:.2f} s idle-time precomputation (of which used {used[-1]:.2f} s), "
-            f"{len(want.neighbours)} neighbours, match {ok}"
+            f"{len(want.neighbours)} neighbours, match {ok}; at raw speed {op_reports[-1]['as_run_s']:.2f} s "
+            f"as run (x{op_reports[-1]['overhead_vs_as_run']:.2f}), {op_reports[-1]['naive_s']:.1f} s naive"
         )
 
     result = {
@@ -183,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         "per_target_by_selector_s": {k: statistics.median(v) for k, v in by_selector.items()} if topn else None,
         "per_target_by_selector_all_s": by_selector if topn else None,
         "per_target_all_s": times,
+        "raw_seconds": {"modular": raw_mod, "curve": raw_curve},
+        "operations_per_target": op_reports,
         "all_match": all(matches),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "loadavg_before": list(load0),

@@ -22,6 +22,7 @@ import gmpy2
 from gmpy2 import f_mod, mpz
 
 from mpc.elgamal import Ciphertext, GroupParams, PublicKey
+from mpc.elgamal.opcount import OPS
 from mpc.errors import ParameterError
 from mpc.packing import SlotLayout, pack_bits, pack_ciphertexts, pack_masks, random_masks
 
@@ -49,6 +50,8 @@ def batch_invert(values: Sequence[mpz], modulus: mpz) -> list[mpz]:
     """Inverses of many units mod ``modulus`` with one inversion (Montgomery's trick)."""
     if not values:
         return []
+    OPS["mulmod"] += 3 * (len(values) - 1)
+    OPS["invert"] += 1
     prefix = [mpz(values[0])]
     for v in values[1:]:
         prefix.append(f_mod(prefix[-1] * v, modulus))
@@ -72,6 +75,7 @@ def differences(
             raise ParameterError("every input must be a Ciphertext under the joint key")
     n2 = pk.params.n2
     inv = batch_invert([v for c in ys for v in (c.c1, c.c2)], n2)
+    OPS["mulmod"] += 2 * len(xs)
     return [
         Ciphertext(pk, f_mod(x.c1 * inv[2 * k], n2), f_mod(x.c2 * inv[2 * k + 1], n2))
         for k, x in enumerate(xs)
@@ -83,6 +87,7 @@ def negate_plus_one(pk: PublicKey, cts: Sequence[Ciphertext]) -> list[Ciphertext
     p = pk.params
     inv = batch_invert([v for c in cts for v in (c.c1, c.c2)], p.n2)
     one = mpz(1 + p.n)
+    OPS["mulmod"] += len(cts)
     return [Ciphertext(pk, inv[2 * k], f_mod(inv[2 * k + 1] * one, p.n2)) for k in range(len(cts))]
 
 

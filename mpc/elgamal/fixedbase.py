@@ -16,6 +16,7 @@ from __future__ import annotations
 import gmpy2
 from gmpy2 import f_mod, mpz
 
+from mpc.elgamal.opcount import OPS
 from mpc.errors import ParameterError
 
 
@@ -50,7 +51,11 @@ class FixedBaseTable:
     def pow(self, e: int) -> mpz:
         """base^e mod modulus; falls back to powmod for exponents outside the table."""
         if e < 0 or e.bit_length() > self.exp_bits:
+            OPS["powmod"] += 1
+            OPS["powmod_bits"] += int(e).bit_length()
             return gmpy2.powmod(self.base, e, self.modulus)
+        OPS["fixed_base"] += 1
+        OPS["fixed_base_bits"] += int(e).bit_length()
         w = self.window
         m = self.modulus
         acc = None

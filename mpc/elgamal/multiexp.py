@@ -51,6 +51,7 @@ from typing import Literal
 
 from gmpy2 import f_mod, mpz
 
+from mpc.elgamal.opcount import OPS
 from mpc.elgamal.scheme import Ciphertext, PublicKey
 from mpc.errors import ParameterError
 
@@ -373,6 +374,9 @@ def _run(
         results, mults, squarings = _pippenger(cols, exps, m, widths)
     if counter is not None:
         counter._add(name, mults * len(cols), squarings * len(cols))
+    OPS["multiexp_terms"] += len(exps) * len(cols)
+    OPS["multiexp_bits"] += sum(e.bit_length() for e in exps) * len(cols)
+    OPS["multiexp_mulmods"] += (mults + squarings) * len(cols)
     return results
 
 

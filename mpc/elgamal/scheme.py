@@ -24,6 +24,7 @@ import gmpy2
 from gmpy2 import f_mod, mpz
 
 from mpc.elgamal.fixedbase import FixedBaseTable
+from mpc.elgamal.opcount import OPS
 from mpc.elgamal.params import GroupParams
 from mpc.errors import DecryptionError, EncodingError, ParameterError
 from mpc.pool import Pool
@@ -85,10 +86,12 @@ class Ciphertext:
 
     def __add__(self, other: Ciphertext) -> Ciphertext:
         o = self._same_key(other)
+        OPS["mulmod"] += 2
         n2 = self.pk.params.n2
         return Ciphertext(self.pk, f_mod(self.c1 * o.c1, n2), f_mod(self.c2 * o.c2, n2))
 
     def __neg__(self) -> Ciphertext:
+        OPS["invert"] += 2
         n2 = self.pk.params.n2
         return Ciphertext(self.pk, gmpy2.invert(self.c1, n2), gmpy2.invert(self.c2, n2))
 
@@ -99,6 +102,8 @@ class Ciphertext:
         if not isinstance(k, int | mpz):
             return NotImplemented
         n2 = self.pk.params.n2
+        OPS["powmod"] += 2
+        OPS["powmod_bits"] += 2 * int(k).bit_length()
         return Ciphertext(self.pk, gmpy2.powmod(self.c1, k, n2), gmpy2.powmod(self.c2, k, n2))
 
     __rmul__ = __mul__
@@ -110,6 +115,7 @@ class Ciphertext:
     def add_plain(self, m: int) -> Ciphertext:
         """Add a known plaintext: one multiplication by 1 + mN."""
         p = self.pk.params
+        OPS["mulmod"] += 1
         return Ciphertext(self.pk, self.c1, f_mod(self.c2 * (1 + (m % p.n) * p.n), p.n2))
 
     def to_bytes(self) -> bytes:
@@ -179,11 +185,15 @@ class PublicKey:
     def g_pow(self, e: int) -> mpz:
         if self.precompute:
             return self._get_tables()[0].pow(e)
+        OPS["powmod"] += 1
+        OPS["powmod_bits"] += int(e).bit_length()
         return gmpy2.powmod(self.params.g, e, self.params.n2)
 
     def h_pow(self, e: int) -> mpz:
         if self.precompute:
             return self._get_tables()[1].pow(e)
+        OPS["powmod"] += 1
+        OPS["powmod_bits"] += int(e).bit_length()
         return gmpy2.powmod(self.h, e, self.params.n2)
 
     def random_exponent(self) -> mpz:
@@ -203,12 +213,14 @@ class PublicKey:
             r = self.random_exponent()
         c1 = self.g_pow(r)
         c2 = f_mod(self.h_pow(r) * (1 + (m % p.n) * p.n), p.n2)
+        OPS["mulmod"] += 1
         return Ciphertext(self, c1, c2)
 
     def encrypt_from_pool(self, m: int) -> Ciphertext:
         """Encrypt m with a precomputed zero pair: one multiplication."""
         p = self.params
         z1, z2 = self.pool.draw_one()
+        OPS["mulmod"] += 1
         return Ciphertext(self, z1, f_mod(z2 * (1 + (m % p.n) * p.n), p.n2))
 
     def encrypt_many(self, ms: Iterable[int]) -> list[Ciphertext]:
@@ -225,6 +237,7 @@ class PublicKey:
         """Same plaintext, fresh randomness: multiply by an encryption of zero from the pool."""
         z1, z2 = self.pool.draw_one()
         n2 = self.params.n2
+        OPS["mulmod"] += 2
         return Ciphertext(self, f_mod(ct.c1 * z1, n2), f_mod(ct.c2 * z2, n2))
 
     # -- wire ----------------------------------------------------------------------
@@ -297,12 +310,16 @@ class KeyShare:
 
     def partial_decrypt(self, ct: Ciphertext) -> mpz:
         """c1^(x_i) mod N^2: this holder's contribution to a decryption."""
+        OPS["partial_decrypt"] += 1
+        OPS["partial_decrypt_bits"] += int(self.x).bit_length()
         return gmpy2.powmod(ct.c1, self.x, self.params.n2)
 
     def partial_decrypt_many(self, cts: Sequence[Ciphertext]) -> list[mpz]:
         """Partial decryptions of a batch; gmpy2 releases the GIL inside (see mpc.elgamal.batch)."""
         if not cts:
             return []
+        OPS["partial_decrypt"] += len(cts)
+        OPS["partial_decrypt_bits"] += len(cts) * int(self.x).bit_length()
         return list(gmpy2.powmod_base_list([c.c1 for c in cts], self.x, self.params.n2))
 
     def to_bytes(self) -> bytes:
@@ -332,6 +349,8 @@ def combine(ct: Ciphertext, partials: Sequence[int]) -> int:
     prod = mpz(1)
     for d in partials:
         prod = f_mod(prod * _check_element(p, mpz(d), "partial decryption"), p.n2)
+    OPS["mulmod"] += len(partials)
+    OPS["invert"] += 1
     u = f_mod(ct.c2 * gmpy2.invert(prod, p.n2), p.n2)
     q, rem = gmpy2.f_divmod(u - 1, p.n)
     if rem != 0:
