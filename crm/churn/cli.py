@@ -28,6 +28,7 @@ from crm.churn.data import feature_names, load_customers
 from crm.churn.errors import ParameterError
 from crm.churn.model import DEPTHS, MIN_LEAVES, TreeModel, train
 from crm.churn.plan import plan_all, select, set_text, to_fraction
+from crm.churn.report import add_report_arguments, run_report
 from crm.churn.score import add_score_arguments, run_score
 
 SHOW_SETS = 10
@@ -208,6 +209,11 @@ ACTIONS: dict[
         "score every customer privately: PSP, SP and customers as processes over gRPC",
         add_score_arguments,
         run_score,
+    ),
+    "report": (
+        "write an HTML report: loyal/unloyal split, scores, churn by segment, profit of actions",
+        add_report_arguments,
+        run_report,
     ),
 }
 """name -> (help, add its arguments, run it)."""
