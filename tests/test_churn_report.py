@@ -249,6 +249,7 @@ def test_text_is_escaped(files: dict[str, Path]) -> None:
     rows = [dict(r) for r in customers.rows]
     rows[0]["PaymentMethod"] = NASTY
     rows[0]["customerID"] = NASTY
+    rows[1]["InternetService"] = "bad\x01value"  # not allowed in XML, even escaped
     ids = [NASTY, *customers.ids[1:]]
     nasty_data = Customers(ids, rows, customers.columns, None, source=f"{NASTY}.csv")
     plan["action_sets"][0]["actions"][0]["to"] = NASTY
@@ -261,7 +262,7 @@ def test_text_is_escaped(files: dict[str, Path]) -> None:
         assert NASTY not in ET.tostring(svg, encoding="unicode").replace("&lt;", "<")
     # ... and reads back as the original text.
     texts = [t for svg in _svgs(html) for t in _texts(svg)]
-    assert NASTY in texts
+    assert NASTY in texts and "bad\ufffdvalue" in texts
     assert any(NASTY in t for t in texts if t.startswith("1. "))
 
 

@@ -30,6 +30,7 @@ import argparse
 import datetime
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -287,12 +288,10 @@ def _parse_plan(doc: Any, source: str) -> PlanFile:
         raise ValueError("customers: empty")
     totals_doc = _object(doc["totals"], "totals")
     _keys(totals_doc, PLAN_TOTALS, "totals")
-    totals = {
-        k: float(_count(v, f"totals.{k}"))
-        if k not in ("net_profit", "cost")
-        else _num(v, f"totals.{k}")
-        for k, v in ((k, totals_doc[k]) for k in PLAN_TOTALS)
-    }
+    totals = {}
+    for k in PLAN_TOTALS:
+        check = _num if k in ("net_profit", "cost") else _count
+        totals[k] = float(check(totals_doc[k], f"totals.{k}"))
     if not isinstance(doc["action_sets"], list):
         raise ValueError(f"action_sets: expected a list, got {_kind(doc['action_sets'])}")
     sets = []
@@ -308,15 +307,16 @@ def _parse_plan(doc: Any, source: str) -> PlanFile:
             for a in actions
         ):
             raise ValueError(f"{where}.actions: expected a list of {{attribute, to}} texts")
-        sets.append(
-            PlanSet(
-                text="; ".join(f"{a['attribute']} -> {a['to']}" for a in actions) or "-",
-                customers=_count(s["customers"], f"{where}.customers"),
-                net_profit=_num(s["net_profit"], f"{where}.net_profit"),
-                served=_count(s["served"], f"{where}.served"),
-                served_net_profit=_num(s["served_net_profit"], f"{where}.served_net_profit"),
-            )
+        one = PlanSet(
+            text="; ".join(f"{a['attribute']} -> {a['to']}" for a in actions) or "-",
+            customers=_count(s["customers"], f"{where}.customers"),
+            net_profit=_num(s["net_profit"], f"{where}.net_profit"),
+            served=_count(s["served"], f"{where}.served"),
+            served_net_profit=_num(s["served_net_profit"], f"{where}.served_net_profit"),
         )
+        if one.served > one.customers:
+            raise ValueError(f"{where}: {one.served} served of {one.customers} customers")
+        sets.append(one)
     params = _object(doc.get("params", {}), "params")
     return PlanFile(source, customers, totals, sets, params)
 
@@ -375,9 +375,13 @@ def check_data(scores: Scores, customers: Customers) -> None:
 # -- formatting --------------------------------------------------------------------------------
 
 
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+"""Characters XML 1.0 does not allow even escaped."""
+
+
 def _e(text: object) -> str:
-    """Text escaped for HTML and XML, quotes included."""
-    return escape(str(text), quote=True)
+    """Text escaped for HTML and XML, quotes included; characters XML refuses become U+FFFD."""
+    return escape(_NOT_XML.sub("\ufffd", str(text)), quote=True)
 
 
 def _int(n: float) -> str:
@@ -493,7 +497,7 @@ def split_chart(scores: Scores) -> str:
         w = bar_w * count / n
         svg.rect(x, 10, w, 36, color, f"{name}: {_int(count)} ({_pct(count, n)})")
         label = _pct(count, n)
-        if w >= CHAR_W * len(label) + 8:
+        if w >= 9 * len(label) + 8:
             svg.text(x + w / 2, 33, label, anchor="middle", cls="inbar")
         x += w
     for i, (name, rule, count, color) in enumerate(parts):
@@ -726,7 +730,7 @@ svg text{font:12px system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;fill:#22
 svg text.tick{fill:#555;font-size:11px}
 svg text.num{font-size:11px;paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}
 svg text.label{font-size:12px;fill:#555}svg text.strong{font-weight:600}
-svg text.inbar{fill:#fff;font-weight:600}
+svg text.inbar{fill:#fff;font-size:15px;font-weight:700}
 svg line.axis{stroke:#444;stroke-width:1}svg line.grid{stroke:#e2e2e2;stroke-width:1}
 svg line.threshold{stroke:#222;stroke-width:1.5;stroke-dasharray:5 3}
 """.strip()
