@@ -1,10 +1,12 @@
-"""``mpc-crm churn``: train the churn tree and plan retention actions from files.
+"""``mpc-crm churn``: train the tree, score privately, plan retention actions, report.
 
     mpc-crm churn train --data FILE --out model.json [--seed S]
     mpc-crm churn score --data FILE --model model.json [--customers N] [--key-bits 1024|2048]
                         --out scores.json
     mpc-crm churn plan --data FILE --model model.json --costs costs.toml
                        [--max-action-sets K | --budget B] [--segment-threshold P] --out plan.json
+    mpc-crm churn report --scores scores.json [--plan plan.json] [--model model.json]
+                         [--data FILE] --out report.html
 
 ``plan`` writes ``{"params": {...}, "customers": {"<id>": {"p_loyal", "segment",
 "actions": [{"attribute", "from", "to", "cost"}], "p_loyal_target", "net_profit",
