@@ -351,6 +351,16 @@ def test_aggregate_decrypt_is_started_by_the_sp_only(keys) -> None:
         spec.responder_inputs(Party(), ad.start_message("copurchase", 1, 106).SerializeToString())
     with pytest.raises(EncodingError):
         spec.responder_inputs(Party(), b"\xff\xff")
+    # A PSP configured for a higher minimum (PartyConfig.aggregate_min_contributors) uses it.
+    from mpc.parties.config import PartyConfig
+
+    base = {"role": "psp", "listen": "x:1", "peer": "y:2", "data_dir": "d", "tls": {"ca": "a", "cert": "b", "key": "c"}}
+    Party.config = PartyConfig.from_dict({**base, "aggregate_min_contributors": 60})
+    with pytest.raises(ProtocolError, match="at least 60"):
+        spec.responder_inputs(Party(), raw)
+    with pytest.raises(ParameterError, match="positive integer"):
+        PartyConfig.from_dict({**base, "aggregate_min_contributors": 0})
+    del Party.config
     Party.role = "sp"
     with pytest.raises(ProtocolError, match="started by the SP"):
         spec.responder_inputs(Party(), raw)

@@ -13,6 +13,7 @@ Example ``sp.toml``::
     churn_model = "model.json"    # optional (SP): the churn tree it scores privately
     admins = ["admin"]            # user names allowed to administer (scoring, catalogue)
     copurchase = "copurchase.json"  # optional (SP): co-purchase catalogue and layout bounds
+    aggregate_min_contributors = 10  # (PSP) the fewest uploads it helps decrypt a sum of
 
     [tls]
     ca = "certs/ca.pem"
@@ -62,6 +63,8 @@ class PartyConfig:
     """User names (certificate names of role "user") allowed to call administrative methods."""
     copurchase: Path | None = None
     """Public parameters of the private co-purchase counts (JSON), if the SP collects them."""
+    aggregate_min_contributors: int = 10
+    """PSP: it refuses to help decrypt an aggregate of fewer contributions than this."""
 
     @property
     def peer_role(self) -> str:
@@ -96,7 +99,7 @@ class PartyConfig:
         known = {
             "role", "listen", "peer", "data_dir", "tls", "key_bits", "seed", "workers",
             "deadline_s", "peer_server_name", "recommender", "churn_model", "admins",
-            "copurchase",
+            "copurchase", "aggregate_min_contributors",
         }
         unknown = set(raw) - known
         if unknown:
@@ -116,6 +119,7 @@ class PartyConfig:
             churn_model=p(str(raw["churn_model"])) if raw.get("churn_model") else None,
             admins=_names(raw.get("admins", ["admin"]), "admins"),
             copurchase=p(str(raw["copurchase"])) if raw.get("copurchase") else None,
+            aggregate_min_contributors=_positive(raw.get("aggregate_min_contributors", 10), "aggregate_min_contributors"),
         )
 
     @property
@@ -134,6 +138,12 @@ def key_fingerprint(pk: PublicKey) -> bytes:
     return hashlib.sha256(
         b"mpc-crm/v1/pk|" + int(p.n).to_bytes(p.element_bytes, "big") + p.seed.encode() + b"|" + pk.to_bytes()
     ).digest()
+
+
+def _positive(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParameterError(f"{what} must be a positive integer, got {value!r}")
+    return value
 
 
 def _names(value: object, what: str) -> tuple[str, ...]:
