@@ -290,7 +290,7 @@ async def test_an_sp_without_copurchase_parameters(parties: Parties) -> None:
     with pytest.raises(ProtocolError, match="no co-purchase counts configured") as info:
         await cat.layout()
     assert status(info) == grpc.StatusCode.FAILED_PRECONDITION
-    with pytest.raises(AuthorizationError):  # the default admins list is ["admin"]
+    with pytest.raises(AuthorizationError):  # no admins unless the config names them
         await cat.publish()
     with pytest.raises(AuthorizationError):
         await cat.set_static_table("a,b,1\n")

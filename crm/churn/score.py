@@ -138,6 +138,7 @@ class _Run:
                 workers=workers,
                 deadline_s=600.0,
                 churn_model=Path(a.model),
+                admins=["admin"],
             )
             self.phases["certificates_and_configs"] = time.perf_counter() - t
 

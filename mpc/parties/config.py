@@ -11,7 +11,7 @@ Example ``sp.toml``::
     deadline_s = 120              # deadline of every outgoing call
     recommender = "rec.json"      # optional: the private recommender's public parameters
     churn_model = "model.json"    # optional (SP): the churn tree it scores privately
-    admins = ["admin"]            # user names allowed to administer (scoring, catalogue)
+    admins = ["admin"]            # user names allowed to administer (scoring, catalogue); default none
     copurchase = "copurchase.json"  # optional (SP): co-purchase catalogue and layout bounds
     aggregate_min_contributors = 10  # (PSP) the fewest uploads it helps decrypt a sum of
 
@@ -59,8 +59,9 @@ class PartyConfig:
     """Public parameters of the private recommender (JSON), if this deployment runs it."""
     churn_model: Path | None = None
     """The SP's churn tree (model.json), if this deployment scores churn privately."""
-    admins: tuple[str, ...] = ("admin",)
-    """User names (certificate names of role "user") allowed to call administrative methods."""
+    admins: tuple[str, ...] = ()
+    """User names (certificate names of role "user") allowed to call administrative methods;
+    none unless configured (a certificate's name alone makes nobody an admin)."""
     copurchase: Path | None = None
     """Public parameters of the private co-purchase counts (JSON), if the SP collects them."""
     aggregate_min_contributors: int = 10
@@ -117,7 +118,7 @@ class PartyConfig:
             peer_server_name=raw.get("peer_server_name"),
             recommender=p(str(raw["recommender"])) if raw.get("recommender") else None,
             churn_model=p(str(raw["churn_model"])) if raw.get("churn_model") else None,
-            admins=_names(raw.get("admins", ["admin"]), "admins"),
+            admins=_names(raw.get("admins", []), "admins"),
             copurchase=p(str(raw["copurchase"])) if raw.get("copurchase") else None,
             aggregate_min_contributors=_positive(raw.get("aggregate_min_contributors", 10), "aggregate_min_contributors"),
         )
