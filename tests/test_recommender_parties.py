@@ -256,3 +256,47 @@ async def test_top_n_on_live_servers(tmp_path: Path) -> None:
     finally:
         await p.close_clients()
         await p.stop()
+
+
+async def test_precompute_in_idle_time(rec_world: dict) -> None:
+    """With ``precompute = true`` the SP computes every user's recommendations once uploads
+    settle; a fetch is then a cache hit; a new upload makes them stale and they are redone."""
+    import json
+
+    from crm.recommender.service import PRECOMPUTE_FILE
+
+    r, params, oracle = rec_world["r"], rec_world["params"], rec_world["oracle"]
+    p = Parties(rec_world["dep"])
+    p.changes["sp"] = {"precompute": True}
+    progress = rec_world["dep"].sp_data / PRECOMPUTE_FILE
+
+    async def wait_all(total: int, version: int | None = None) -> dict:
+        for _ in range(1200):
+            try:
+                state = json.loads(progress.read_text())
+            except (OSError, ValueError):
+                state = {}
+            if state.get("total") == total and state.get("done") == total and (
+                version is None or state.get("data_version") != version
+            ):
+                return state
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"precomputation did not finish: {state}")
+
+    try:
+        await p.start()
+        users = r.users[:6]
+        await upload_all(p, rec_world, users)
+        state = await wait_all(len(users))
+        stats = p.sp.recommender.stats
+        assert stats["computed"] == len(users)
+        got = await fetch_recommendations(p.user(users[2], deadline_s=CLIENT_DEADLINE_S), params, own(r, users[2]))
+        assert stats["cache_hits"] >= 1 and stats["computed"] == len(users)
+        # Everyone uploads (the oracle's data): all results stale, all recomputed.
+        await upload_all(p, rec_world)
+        await wait_all(len(r.users), state["data_version"])
+        got = await fetch_recommendations(p.user(users[2], deadline_s=CLIENT_DEADLINE_S), params, own(r, users[2]))
+        assert_equal_to_oracle(oracle, users[2], got)
+    finally:
+        await p.close_clients()
+        await p.stop()

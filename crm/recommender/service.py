@@ -79,6 +79,10 @@ REC_KIND = "rec"
 RESULT_KIND = "recommendations"
 DATA_VERSION_KEY = "rec:data_version"
 RESULT_META_PREFIX = "rec:result:"
+PRECOMPUTE_FILE = "precompute.json"
+"""Progress of the idle-time precomputation, in the SP's data directory (done, total, ...)."""
+UPLOAD_SETTLE_S = 2.0
+"""Precomputation waits this long after the last upload (each upload makes every result stale)."""
 
 
 # -- public parameters ----------------------------------------------------------------------
@@ -353,6 +357,8 @@ class RecommenderService:
         self.lock = asyncio.Lock()
         self.stats: dict[str, Any] = {"computed": 0, "cache_hits": 0, "compute_s": 0.0, "replicas": 0}
         party.stats["recommender"] = self.stats
+        self._last_upload = 0.0
+        self._precompute: asyncio.Task[None] | None = None
         # Randomness of the comparisons, precomputed while the server is idle (one query's worth).
         n = self.layout.n_users
         if self.params.top_n:  # SampleSelect: about 1.4n comparisons of ranked values (at most 2n)
@@ -492,6 +498,7 @@ class RecommenderService:
             )
             version = await self.party.run_crypto(self._keep_sync, user, pos, header.layout_version, blob, record)
             self.stats["replicas"] += 1
+            self._last_upload = time.monotonic()
         log.info("sp: %s uploaded recommender data (version %d, replicated in %.3f s)", user, version,
                  time.perf_counter() - t0)
         return version
@@ -567,6 +574,50 @@ class RecommenderService:
 
         await self.party.run_crypto(keep)
         log.info("sp: recommendations for %s computed in %.2f s", user, dt)
+
+    # -- SP: precomputation in idle time ------------------------------------------------------
+    def start_precompute(self) -> None:
+        """Keep every uploaded user's recommendations current in idle time (config ``precompute``)."""
+        if self._precompute is None or self._precompute.done():
+            self._precompute = self.party._spawn(self._precompute_loop(), "recommendation precomputation")
+
+    def _stale_users_sync(self) -> list[str]:
+        self._load_sync()
+        return [u for u in self.params.users if self.params.position(u) in self.records and not self._cached_sync(u)]
+
+    def _progress_sync(self, stale: int, seconds: float) -> None:
+        uploaded = sum(1 for u in self.params.users if self.params.position(u) in self.records)
+        state = {"done": uploaded - stale, "total": uploaded, "data_version": self.data_version(),
+                 "computing_s": round(seconds, 3), "computed": self.stats["computed"]}
+        path = self.party.config.data_dir / PRECOMPUTE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(path)
+
+    async def _precompute_loop(self) -> None:
+        """One user at a time, only while no session runs and uploads have settled; a new
+        upload makes every result stale (the data version changes), so it starts over."""
+        spent = 0.0
+        await self.party.key_ready.wait()
+        while True:
+            quiet = time.monotonic() - self._last_upload >= UPLOAD_SETTLE_S
+            if not (quiet and self._idle()):
+                await asyncio.sleep(0.2)
+                continue
+            t0 = time.perf_counter()
+            user = None
+            try:
+                stale = await self.party.run_crypto(self._stale_users_sync)
+                await self.party.run_crypto(self._progress_sync, len(stale), spent)
+                if not stale:
+                    await asyncio.sleep(1.0)
+                    continue
+                user = stale[0]
+                await self.ensure_result(user)
+            except Exception as exc:  # the PSP away, a deadline: try again later
+                log.warning("sp: precomputing %s failed: %s", user or "recommendations", exc)
+                await asyncio.sleep(2.0)
+            spent += time.perf_counter() - t0
 
     async def precompute_all(self, users: Sequence[str] | None = None) -> int:
         """Compute (or confirm cached) recommendations of every uploaded user; returns how many were computed."""

@@ -114,6 +114,28 @@ class RecSimulation:
         """A worker: ``python -m crm.recommender.simulate ...``, stdout to logs/NAME.out."""
         return self.sim.spawn(name, argv, stdout_to_file=True, module="crm.recommender.simulate")
 
+    def _wait_precompute(self, users: int, servers: list[Any], deadline: float, t0: float) -> None:
+        """Until the SP reports every user's recommendations current (its precompute.json)."""
+        from crm.recommender.service import PRECOMPUTE_FILE
+
+        tty, shown = sys.stdout.isatty(), -1
+        path = self.root / "sp" / PRECOMPUTE_FILE
+        while time.monotonic() < deadline:
+            self.sim.check_servers(servers)
+            state = read_json(path)
+            done, total = state.get("done", 0), state.get("total", 0)
+            if total and (tty or done * 10 // total > shown):
+                shown = done * 10 // total
+                dt = time.perf_counter() - t0
+                line = f"  precomputing: {done}/{total} users' recommendations, {dt:.0f} s"
+                print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+            if total == users and done == total:
+                if tty:
+                    print()
+                return
+            time.sleep(0.5)
+        raise MpcError("the SP did not precompute every user's recommendations in time (see --timeout)")
+
     def _wait(self, workers: list[Any], servers: list[Any], deadline: float) -> list[dict[str, Any]]:
         reports = self.sim.wait_for(workers, servers, deadline, "worker(s)")
         for c, rep in zip(workers, reports, strict=True):
@@ -155,7 +177,8 @@ class RecSimulation:
             params.save(self.root / "rec.json")
             (self.root / "ratings.json").write_text(json.dumps({u: _own(r, u) for u in r.users}))
             dep = write_deployment(
-                self.root, list(r.users), key_bits=a.key_bits, deadline_s=a.deadline, recommender=self.root / "rec.json"
+                self.root, list(r.users), key_bits=a.key_bits, deadline_s=a.deadline,
+                recommender=self.root / "rec.json", precompute=getattr(a, "precompute", False),
             )
             self.phases["certificates_and_configs"] = time.perf_counter() - t
 
@@ -180,6 +203,10 @@ class RecSimulation:
                 # Idle time: the servers precompute the comparisons' randomness meanwhile.
                 print(f"  servers idle for {a.settle:.0f} s (precomputation)")
                 time.sleep(a.settle)
+            if getattr(a, "precompute", False):
+                t = time.perf_counter()
+                self._wait_precompute(len(r.users), servers, deadline, t)
+                self.phases["precompute_all"] = time.perf_counter() - t
 
             t = time.perf_counter()
             fetcher = self.spawn_module("fetch", ["fetch", *common, "--users", ",".join(targets)])

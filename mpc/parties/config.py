@@ -14,6 +14,7 @@ Example ``sp.toml``::
     admins = ["admin"]            # user names allowed to administer (scoring, catalogue); default none
     copurchase = "copurchase.json"  # optional (SP): co-purchase catalogue and layout bounds
     aggregate_min_contributors = 10  # (PSP) the fewest uploads it helps decrypt a sum of
+    precompute = false            # (SP) compute every user's recommendations in idle time
 
     [tls]
     ca = "certs/ca.pem"
@@ -66,6 +67,8 @@ class PartyConfig:
     """Public parameters of the private co-purchase counts (JSON), if the SP collects them."""
     aggregate_min_contributors: int = 10
     """PSP: it refuses to help decrypt an aggregate of fewer contributions than this."""
+    precompute: bool = False
+    """SP with a recommender: keep every user's recommendations current in idle time."""
 
     @property
     def peer_role(self) -> str:
@@ -100,7 +103,7 @@ class PartyConfig:
         known = {
             "role", "listen", "peer", "data_dir", "tls", "key_bits", "seed", "workers",
             "deadline_s", "peer_server_name", "recommender", "churn_model", "admins",
-            "copurchase", "aggregate_min_contributors",
+            "copurchase", "aggregate_min_contributors", "precompute",
         }
         unknown = set(raw) - known
         if unknown:
@@ -120,6 +123,7 @@ class PartyConfig:
             churn_model=p(str(raw["churn_model"])) if raw.get("churn_model") else None,
             admins=_names(raw.get("admins", []), "admins"),
             copurchase=p(str(raw["copurchase"])) if raw.get("copurchase") else None,
+            precompute=_flag(raw.get("precompute", False), "precompute"),
             aggregate_min_contributors=_positive(raw.get("aggregate_min_contributors", 10), "aggregate_min_contributors"),
         )
 
@@ -139,6 +143,12 @@ def key_fingerprint(pk: PublicKey) -> bytes:
     return hashlib.sha256(
         b"mpc-crm/v1/pk|" + int(p.n).to_bytes(p.element_bytes, "big") + p.seed.encode() + b"|" + pk.to_bytes()
     ).digest()
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ParameterError(f"{what} must be true or false, got {value!r}")
+    return value
 
 
 def _positive(value: object, what: str) -> int:

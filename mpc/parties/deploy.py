@@ -59,6 +59,7 @@ def write_deployment(
     deadline_s: float = 120.0,
     recommender: Path | None = None,
     churn_model: Path | None = None,
+    precompute: bool = False,
     copurchase: Path | None = None,
     admins: list[str] | None = None,
 ) -> Deployment:
@@ -112,6 +113,7 @@ def write_deployment(
                         if churn_model and role == "sp"
                         else []
                     ),
+                    *(["precompute = true"] if precompute and role == "sp" else []),
                     *(
                         [f"copurchase = {_toml_str(Path(copurchase).resolve())}"]
                         if copurchase and role == "sp"

@@ -201,6 +201,8 @@ class PartyServer:
         self._server = server
         log.info("%s listening on %s (port %d)", self.role, c.listen, self.port)
 
+        if self.recommender is not None and self.role == "sp" and c.precompute:
+            self.recommender.start_precompute()
         stored = load_keys(c.data_dir, self.params)
         if stored is not None:
             self._set_key(*stored, source="loaded from disk")

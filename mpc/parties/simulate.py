@@ -64,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rec.add_argument(
         "--settle", type=float, default=0.0, help="seconds of idle time between uploads and fetches (precomputation)"
     )
+    rec.add_argument(
+        "--precompute", action="store_true",
+        help="the SP computes every user's recommendations in idle time; wait for all of them before fetching",
+    )
     co = parser.add_argument_group("private co-purchase counts (used when --baskets is given; also --workers, --out)")
     co.add_argument("--baskets", help="baskets file, one a line and one customer each: private co-purchase counts")
     co.add_argument("--customers", default="300", help="customers: the first N baskets, or all (default 300)")
