@@ -142,17 +142,7 @@ class _Run:
             )
             self.phases["certificates_and_configs"] = time.perf_counter() - t
 
-            t = time.perf_counter()
-            psp = self.sim.spawn(
-                "psp", ["-v", "party", "--role", "psp", "--config", str(dep.psp_config)]
-            )
-            sp = self.sim.spawn(
-                "sp", ["-v", "party", "--role", "sp", "--config", str(dep.sp_config)]
-            )
-            servers = [psp, sp]
-            self.sim._wait_for_keys(dep, servers, deadline)
-            self.phases["start_and_keygen"] = time.perf_counter() - t
-            print(f"  servers up, joint key in {self.phases['start_and_keygen']:.2f} s")
+            servers = self.sim.start_servers(dep, deadline, self.phases)
 
             t = time.perf_counter()
             ups = [
@@ -208,10 +198,7 @@ class _Run:
                 print()
             (admin_report,) = self.sim.wait_for([admin], servers, deadline, "admin")
             self.phases["scoring"] = time.perf_counter() - t
-            t = time.perf_counter()
-            self.sim._stop(servers)
-            self.phases["shutdown"] = time.perf_counter() - t
-            stats = {c.name: read_json(self.root / c.name / "stats.json") for c in servers}
+            stats = self.sim.stop_servers(servers, self.phases)
         finally:
             self.sim._kill_all()
         if not admin_report or not admin_report.get("ok"):

@@ -186,13 +186,7 @@ class CopurchaseSimulation:
             )
             self.phases["certificates_and_configs"] = time.perf_counter() - t
 
-            t = time.perf_counter()
-            psp = self.sim.spawn("psp", ["-v", "party", "--role", "psp", "--config", str(dep.psp_config)])
-            sp = self.sim.spawn("sp", ["-v", "party", "--role", "sp", "--config", str(dep.sp_config)])
-            servers = [psp, sp]
-            self.sim._wait_for_keys(dep, servers, deadline)
-            self.phases["start_and_keygen"] = time.perf_counter() - t
-            print(f"  servers up, joint key in {self.phases['start_and_keygen']:.2f} s")
+            servers = self.sim.start_servers(dep, deadline, self.phases)
 
             common = ["--configs", str(self.root / "users")]
             t = time.perf_counter()
@@ -216,10 +210,7 @@ class CopurchaseSimulation:
             (pub,) = self._reports([self.spawn_module("publish", argv)], servers, deadline)
             self.phases["publish_and_read"] = time.perf_counter() - t
 
-            t = time.perf_counter()
-            self.sim._stop(servers)
-            self.phases["shutdown"] = time.perf_counter() - t
-            stats = {c.name: read_json(self.root / c.name / "stats.json") for c in servers}
+            stats = self.sim.stop_servers(servers, self.phases)
         finally:
             self.sim._kill_all()
         return self._report(up_reports, pub, stats, workers)

@@ -174,13 +174,7 @@ class Simulation:
             dep = write_deployment(self.root, names, key_bits=a.key_bits, deadline_s=60.0)
             self.phases["certificates_and_configs"] = time.perf_counter() - t
 
-            t = time.perf_counter()
-            psp = self.spawn("psp", ["-v", "party", "--role", "psp", "--config", str(dep.psp_config)])
-            sp = self.spawn("sp", ["-v", "party", "--role", "sp", "--config", str(dep.sp_config)])
-            servers = [psp, sp]
-            self._wait_for_keys(dep, servers, deadline)
-            self.phases["start_and_keygen"] = time.perf_counter() - t
-            print(f"  servers up, joint key generated in {self.phases['start_and_keygen']:.2f} s")
+            servers = self.start_servers(dep, deadline, self.phases)
 
             t = time.perf_counter()
             users = [
@@ -196,10 +190,7 @@ class Simulation:
             self.phases["users_upload_and_fetch"] = time.perf_counter() - t
             ok = len(results) == len(users) and all(r.get("ok") for r in results)
 
-            t = time.perf_counter()
-            self._stop(servers)
-            self.phases["shutdown"] = time.perf_counter() - t
-            stats = {c.name: read_json(self.root / c.name / "stats.json") for c in servers}
+            stats = self.stop_servers(servers, self.phases)
         except KeyboardInterrupt:
             print("\ninterrupted: stopping every party", file=sys.stderr)
             raise
@@ -209,6 +200,24 @@ class Simulation:
         summary = self._summary(results, stats, ok)
         self._print(summary)
         return summary
+
+    def start_servers(self, dep: Deployment, deadline: float, phases: dict[str, float]) -> list[Child]:
+        """Start the PSP and the SP, wait for the joint key; phase ``start_and_keygen``."""
+        t = time.perf_counter()
+        psp = self.spawn("psp", ["-v", "party", "--role", "psp", "--config", str(dep.psp_config)])
+        sp = self.spawn("sp", ["-v", "party", "--role", "sp", "--config", str(dep.sp_config)])
+        servers = [psp, sp]
+        self._wait_for_keys(dep, servers, deadline)
+        phases["start_and_keygen"] = time.perf_counter() - t
+        print(f"  servers up, joint key in {phases['start_and_keygen']:.2f} s")
+        return servers
+
+    def stop_servers(self, servers: list[Child], phases: dict[str, float]) -> dict[str, dict[str, Any]]:
+        """Stop them gracefully (phase ``shutdown``); each server's stats.json by name."""
+        t = time.perf_counter()
+        self._stop(servers)
+        phases["shutdown"] = time.perf_counter() - t
+        return {c.name: read_json(self.root / c.name / "stats.json") for c in servers}
 
     def _wait_for_keys(self, dep: Deployment, servers: list[Child], deadline: float) -> None:
         want = [dep.sp_data / "public_key.json", dep.psp_data / "public_key.json"]
