@@ -81,6 +81,8 @@ DATA_VERSION_KEY = "rec:data_version"
 RESULT_META_PREFIX = "rec:result:"
 PRECOMPUTE_FILE = "precompute.json"
 """Progress of the idle-time precomputation, in the SP's data directory (done, total, ...)."""
+PARALLEL_QUERIES = 2
+"""Results computed at once at the SP: two sessions keep both servers busy."""
 UPLOAD_SETTLE_S = 2.0
 """Precomputation waits this long after the last upload (each upload makes every result stale)."""
 
@@ -355,6 +357,9 @@ class RecommenderService:
         self._stale: set[int] = set()
         self._loaded = False
         self.lock = asyncio.Lock()
+        """Held while records or blocks change (uploads) and while a query takes its snapshot."""
+        self._slots = asyncio.Semaphore(PARALLEL_QUERIES)
+        self._user_locks: dict[str, asyncio.Lock] = {}
         self.stats: dict[str, Any] = {"computed": 0, "cache_hits": 0, "compute_s": 0.0, "replicas": 0}
         party.stats["recommender"] = self.stats
         self._last_upload = 0.0
@@ -527,22 +532,30 @@ class RecommenderService:
         return self.store.get_meta(RESULT_META_PREFIX + user) == str(self.data_version())
 
     async def ensure_result(self, user: str, time_left: float | None = None) -> bool:
-        """Make ``user``'s stored recommendations current; returns True if they were cached."""
+        """Make ``user``'s stored recommendations current; returns True if they were cached.
+
+        Up to :data:`PARALLEL_QUERIES` users' results are computed at once (so that
+        the SP works on one while the PSP works on the other); one user's at most once.
+        """
         pos = self.params.position(user)
-        async with self.lock:
+        async with self._user_locks.setdefault(user, asyncio.Lock()):
             if await self.party.run_crypto(self._cached_sync, user):
                 self.stats["cache_hits"] += 1
                 return True
-            await self._compute_locked(user, pos, time_left)
+            async with self._slots:
+                await self._compute(user, pos, time_left)
             return False
 
-    async def _compute_locked(self, user: str, pos: int, time_left: float | None) -> None:
+    async def _compute(self, user: str, pos: int, time_left: float | None) -> None:
         pk, share = self.party.require_key()
-        records, blocks = await self._ready()
-        if pos not in self.records:
+        # A consistent snapshot: an upload after it makes the data version move on, so a
+        # result computed from it is stored under the old version and never served.
+        async with self.lock:
+            data_version = await self.party.run_crypto(self.data_version)
+            records, blocks = await self._ready()
+            source = await self.party.run_crypto(self.store.get_record, user, REC_KIND)
+        if pos not in self.records or source is None:
             raise NotFound(f"{user!r} has not uploaded its recommender data (kind {REC_KIND!r}) yet")
-        data_version = await self.party.run_crypto(self.data_version)
-        source = await self.party.run_crypto(self.store.get_record, user, REC_KIND)
         t0 = time.perf_counter()
         result = await self.party.start_session(
             self.params.protocol,
@@ -605,17 +618,19 @@ class RecommenderService:
                 await asyncio.sleep(0.2)
                 continue
             t0 = time.perf_counter()
-            user = None
             try:
                 stale = await self.party.run_crypto(self._stale_users_sync)
                 await self.party.run_crypto(self._progress_sync, len(stale), spent)
                 if not stale:
                     await asyncio.sleep(1.0)
                     continue
-                user = stale[0]
-                await self.ensure_result(user)
+                batch = stale[:PARALLEL_QUERIES]
+                outcomes = await asyncio.gather(*(self.ensure_result(u) for u in batch), return_exceptions=True)
+                failed = [(u, o) for u, o in zip(batch, outcomes, strict=True) if isinstance(o, BaseException)]
+                if failed:
+                    raise failed[0][1]
             except Exception as exc:  # the PSP away, a deadline: try again later
-                log.warning("sp: precomputing %s failed: %s", user or "recommendations", exc)
+                log.warning("sp: precomputing recommendations failed: %s", exc)
                 await asyncio.sleep(2.0)
             spent += time.perf_counter() - t0
 
