@@ -460,31 +460,7 @@ def test_cost_file_errors_name_the_file(tmp_path: Path) -> None:
 #   4: leaf 20/80 (21/102)
 #   5: leaf 60/40 (61/102)     male
 #   6: leaf 70/30 (71/102)     female
-HAND = {
-    "format": "mpc-crm/churn-tree",
-    "version": 1,
-    "target": "loyal",
-    "features": [
-        "gender=Female",
-        "gender=Male",
-        "tenure",
-        "Contract=Month-to-month",
-        "Contract=One year",
-        "Contract=Two year",
-        "MonthlyCharges",
-    ],
-    "encoding": {"tenure": {"scale": 1, "bits": 8}, "MonthlyCharges": {"scale": 100, "bits": 15}},
-    "root": 0,
-    "nodes": [
-        {"feature": "Contract=Month-to-month", "threshold": 0.5, "left": 1, "right": 2},
-        {"loyal": 90, "churn": 10, "p_loyal": 91 / 102},
-        {"feature": "MonthlyCharges", "threshold": 70.005, "left": 3, "right": 4},
-        {"feature": "gender=Female", "threshold": 0.5, "left": 5, "right": 6},
-        {"loyal": 20, "churn": 80, "p_loyal": 21 / 102},
-        {"loyal": 60, "churn": 40, "p_loyal": 61 / 102},
-        {"loyal": 70, "churn": 30, "p_loyal": 71 / 102},
-    ],
-}
+HAND = json.loads((Path(__file__).parent / "data" / "churn_hand_model.json").read_text())
 CUSTOMER = {"gender": "Male", "tenure": "5", "Contract": "Month-to-month", "MonthlyCharges": "80"}
 HAND_COSTS = (
     "customerID,gender,tenure,Contract,MonthlyCharges\n"
