@@ -239,6 +239,49 @@ async def test_top_n_by_shuffle_then_select_equals_the_oracle(keys) -> None:
         assert decode_neighbours(layout, plains) == len(oracle.neighbours) == 5
 
 
+async def test_top_n_by_encrypted_ranks_equals_the_oracle_and_reveals_nothing(keys) -> None:
+    """The leak-free mode: same neighbours (every user duplicated, so ties decide), and the
+    PSP gets no comparison outcome (both batches' outputs stay encrypted)."""
+    import crm.recommender.rank as rank
+    from crm.recommender.private import build_blocks
+    from mpc.elgamal.curve import CurvePrivateKey
+    from mpc.protocol import run_local
+
+    pk, shares = keys
+    r, layout, records = _topn_world(keys, 5, 12)
+    blocks = build_blocks(layout, records)
+    a = 3
+    oracle = Recommender(r, PlainParams(dense=4, shift=6, top_n=5, k=0)).recommend(r.users[a])
+    out = await run_local(
+        "recommend-rank",
+        {
+            "sp": {"layout": layout, "pk": pk, "share": shares[0], "records": records, "blocks": blocks,
+                   "target": a, "top_n": 5},
+            "psp": {"layout": layout, "pk": pk, "share": shares[1], "records": records, "blocks": blocks,
+                    "curve_key": CurvePrivateKey.generate()},
+        },
+        timeout=300,
+    )
+    assert out["psp"] is None  # the PSP's role returns nothing: it learnt no bit
+    plains = [decrypt(shares, c) for c in out["sp"]]
+    sums, counts = decode_aggregate(layout, plains)
+    assert (sums, counts) == ([int(x) for x in oracle.sums], [int(x) for x in oracle.counts])
+    assert decode_neighbours(layout, plains) == len(oracle.neighbours) == 5
+    n = layout.n_users
+    assert len(rank.pairs_of(n, a)) == (n - 1) * (n - 2) // 2
+
+
+def test_ranks_from_outcomes_count_the_users_above(keys) -> None:
+    from crm.recommender.rank import pairs_of, ranks_from_outcomes
+
+    pk, shares = keys
+    values = [5, 9, 1, 7, 3]
+    pairs = pairs_of(5, 2)
+    ge = [pk.encrypt(int(values[c] >= values[b])) for c, b in pairs]
+    ranks = {u: decrypt(shares, c) for u, c in ranks_from_outcomes(pk, 5, 2, pairs, ge).items()}
+    assert ranks == {u: sum(values[v] > values[u] for v in (0, 1, 3, 4)) for u in (0, 1, 3, 4)}
+
+
 @pytest.mark.parametrize("kind", ["Quickselect", "SampleSelect"])
 def test_selection_finds_the_k_largest(kind: str) -> None:
     import crm.recommender.topn as topn

@@ -1,0 +1,173 @@
+"""Protocol "recommend-rank": the N most similar users with nothing revealed to anyone.
+
+The leak-free alternative to shuffle-then-select (``crm.recommender.topn``):
+no comparison outcome is ever revealed, so the PSP learns no order at all. It
+counts ranks under encryption, a comparison network of depth two:
+
+1. ``target`` / ``sims`` / ``shares`` / ``singles``: as in "recommend-topn",
+   the SP ends up with E(X_B) for every user B, X_B = sim(A, B) * 2^t plus B's
+   rank bits (all distinct; a tie goes to the user earlier in user order).
+2. ``p-*``: one batch of the secure comparison with **encrypted output** for
+   every pair of users other than A: E([X_C >= X_B]).
+3. The SP sums, for each B, E(rank_B) = E(number of users C with X_C > X_B).
+4. ``s-*``: one more batch with encrypted output: E(b_B) = E([N - 1 >= rank_B]),
+   B is a neighbour iff fewer than N users are above it.
+5. ``selection`` / ``aggregate``: as in "recommend".
+
+Leakage: what the threshold mode leaks, nothing more: both batches' outputs
+stay encrypted under the joint key, every value the PSP decrypts in them is
+masked (docs/protocols/compare.md), and the number of comparisons depends on
+n only. Cost: n(n - 1)/2 + n comparisons for n - 1 other users: quadratic,
+so for small groups (some 100 users: 5,000 comparisons) or as the reference a
+faster leak-free selection is measured against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar
+
+from crm.recommender.private import RecLayout, UserRecord
+from crm.recommender.protocol import (
+    batch_message,
+    masked_message,
+    open_masked,
+    psp_aggregate,
+    psp_similarities,
+    read_batch,
+    sp_aggregate,
+    sp_similarities,
+)
+from crm.recommender.topn import mask_blocks, ranked_blocks, share_layout, topn_layout
+from mpc.comparison.pools import PspPools
+from mpc.elgamal import Ciphertext, KeyShare, PublicKey, sum_ciphertexts
+from mpc.errors import ParameterError
+from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocols import compare
+
+__all__ = ["RecommendRank", "pairs_of", "rank_bits", "ranks_from_outcomes"]
+
+RunCrypto = Callable[..., Awaitable[Any]]
+
+
+async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def pairs_of(n: int, target: int) -> list[tuple[int, int]]:
+    """Every unordered pair (c, b), c < b, of users other than ``target``."""
+    others = [u for u in range(n) if u != target]
+    return [(others[i], others[j]) for i in range(len(others)) for j in range(i + 1, len(others))]
+
+
+def rank_bits(n: int) -> int:
+    """Bits of the rank comparison: ranks and N - 1 are below n."""
+    return max(1, n.bit_length())
+
+
+def ranks_from_outcomes(
+    pk: PublicKey, n: int, target: int, pairs: Sequence[tuple[int, int]], ge: Sequence[Ciphertext]
+) -> dict[int, Ciphertext]:
+    """E(rank_B) for every user B != target from E([X_c >= X_b]) per pair (c, b).
+
+    rank_B counts the users above B: for a pair (c, b) the first is above the
+    second iff the bit is 1, the second is above the first iff it is 0.
+    """
+    one = pk.encrypt_from_pool(1)
+    above: dict[int, list[Ciphertext]] = {u: [] for u in range(n) if u != target}
+    for (c, b), bit in zip(pairs, ge, strict=True):
+        above[b].append(bit)
+        above[c].append(one - bit)
+    zero = Ciphertext(pk, 1, 1)  # deterministic E(0): the first user has nobody above it yet
+    return {u: sum_ciphertexts([zero, *cts]) for u, cts in above.items()}
+
+
+class SpRank:
+    async def run(self, ctx: SessionContext) -> object:
+        i = ctx.inputs
+        layout: RecLayout = topn_layout(i["layout"])
+        pk: PublicKey = i["pk"]
+        share: KeyShare = i["share"]
+        records: list[UserRecord] = i["records"]
+        a: int = i["target"]
+        top_n: int = i["top_n"]
+        n = layout.n_users
+        if top_n < 1:
+            raise ParameterError(f"top_n must be at least 1, got {top_n}")
+        rc: RunCrypto = i.get("run_crypto") or _inline
+        pools = i.get("compare_pools")
+        sims = await sp_similarities(ctx, layout, pk, share, records, i["blocks"], a, rc)
+        ranked = await rc(ranked_blocks, layout, sims)
+        shares, masks = await rc(mask_blocks, layout, ranked)
+        await ctx.send("psp", "shares", await rc(masked_message, pk, share, shares))
+        singles = await rc(read_batch, pk, await ctx.receive("psp", "singles"), n, "single values")
+        xs = [c.add_plain(-m) for c, m in zip(singles, masks, strict=True)]
+
+        pairs = pairs_of(n, a)
+        ge: list[Ciphertext] = []
+        if pairs:
+            ge = await compare.sp_compare(  # type: ignore[assignment]
+                ctx, pk=pk, share=share,
+                params=compare.CompareParams(layout.ranked_bits, len(pairs), output=compare.OUTPUT_ENCRYPTED),
+                diffs=[xs[c] - xs[b] for c, b in pairs], pools=pools, run_crypto=rc, prefix="p-",
+            )
+        ranks = await rc(ranks_from_outcomes, pk, n, a, pairs, ge)
+        others = sorted(ranks)
+        limit = pk.encrypt_from_pool(min(top_n, n - 1) - 1)
+        chosen = await compare.sp_compare(
+            ctx, pk=pk, share=share,
+            params=compare.CompareParams(rank_bits(n), len(others), output=compare.OUTPUT_ENCRYPTED),
+            xs=[limit] * len(others), ys=[ranks[u] for u in others], pools=pools, run_crypto=rc, prefix="s-",
+        )
+        bits: list[Ciphertext] = [Ciphertext(pk, 1, 1)] * n
+        for u, bit in zip(others, chosen, strict=True):  # type: ignore[arg-type]
+            bits[u] = bit
+        bits[a] = pk.encrypt_from_pool(0)
+        return await sp_aggregate(ctx, layout, pk, share, records, bits, rc)
+
+
+class PspRank:
+    async def run(self, ctx: SessionContext) -> object:
+        i = ctx.inputs
+        layout: RecLayout = topn_layout(i["layout"])
+        pk: PublicKey = i["pk"]
+        share: KeyShare = i["share"]
+        blocks: list[list[Ciphertext]] = i["blocks"]
+        rc: RunCrypto = i.get("run_crypto") or _inline
+        key = i["curve_key"]
+        pools = i.get("compare_pools") or PspPools(key)
+        n = layout.n_users
+
+        await psp_similarities(ctx, layout, pk, share, blocks, rc)
+        plains = await rc(open_masked, pk, share, await ctx.receive("sp", "shares"), len(blocks), "masked values")
+        ys = share_layout(layout).unpack_many(plains, n)
+        await ctx.send("sp", "singles", await rc(batch_message, pk, [pk.encrypt_from_pool(y) for y in ys]))
+        count = (n - 1) * (n - 2) // 2
+        if count:
+            await compare.psp_compare(
+                ctx, pk=pk, share=share, curve_key=key, pools=pools, run_crypto=rc, prefix="p-",
+                params=compare.CompareParams(layout.ranked_bits, count, output=compare.OUTPUT_ENCRYPTED),
+            )
+        await compare.psp_compare(
+            ctx, pk=pk, share=share, curve_key=key, pools=pools, run_crypto=rc, prefix="s-",
+            params=compare.CompareParams(rank_bits(n), n - 1, output=compare.OUTPUT_ENCRYPTED),
+        )
+        await psp_aggregate(ctx, layout, pk, share, i["records"], rc)
+        return None
+
+
+@register_protocol
+class RecommendRank(ProtocolSpec):
+    name = "recommend-rank"
+    roles = ("sp", "psp")
+    steps = (
+        Step("target", "sp", "psp"),
+        Step("sims", "psp", "sp"),
+        Step("shares", "sp", "psp"),
+        Step("singles", "psp", "sp"),
+        *compare.compare_steps("p-"),
+        *compare.compare_steps("s-"),
+        Step("selection", "sp", "psp"),
+        Step("aggregate", "psp", "sp"),
+    )
+    role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpRank, "psp": PspRank}
