@@ -10,6 +10,7 @@ with real processes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import subprocess
@@ -31,7 +32,7 @@ from crm.recommender.service import (
     upload_plaintexts,
     upload_ratings,
 )
-from mpc.errors import MpcError
+from mpc.errors import MpcError, ParameterError
 from mpc.parties.deploy import write_deployment
 
 KEY_BITS = 1024
@@ -235,12 +236,16 @@ def test_simulate_with_ratings_processes(tmp_path: Path) -> None:
     assert rep["per_target_s"] > 0 and rep["bytes_sent"]["sp"] > 0 and rep["bytes_sent"]["users"] > 0
 
 
-async def test_top_n_on_live_servers(tmp_path: Path) -> None:
-    """Top-N mode (shuffle-then-select) through the real SP and PSP: equal to the oracle."""
+@pytest.mark.parametrize("selection", ["shuffle", "rank"])
+async def test_top_n_on_live_servers(tmp_path: Path, selection: str) -> None:
+    """Top-N mode through the real SP and PSP (shuffle-then-select, or the leak-free
+    encrypted rank counting): equal to the oracle."""
     r = build_ratings(triples(seed=5), scale=(1, 5))
     oracle = Recommender(r, PlainParams(dense=DENSE, shift=SHIFT, top_n=4, k=0))
-    params = RecParams.from_ratings(r, oracle.dense_items, SHIFT, 0, KEY_BITS, top_n=4)
-    assert params.protocol == "recommend-topn"
+    params = RecParams.from_ratings(r, oracle.dense_items, SHIFT, 0, KEY_BITS, top_n=4, selection=selection)
+    assert params.protocol == {"shuffle": "recommend-topn", "rank": "recommend-rank"}[selection]
+    if selection == "shuffle":  # parameters from before the option keep their version
+        assert "selection" not in params.core()
     path = tmp_path / "rec.json"
     params.save(path)
     dep = write_deployment(
@@ -300,3 +305,15 @@ async def test_precompute_in_idle_time(rec_world: dict) -> None:
     finally:
         await p.close_clients()
         await p.stop()
+
+
+def test_rank_selection_parameters(rec_world: dict) -> None:
+    params = rec_world["params"]
+    rank = dataclasses.replace(params, top_n=3, selection="rank")
+    assert rank.protocol == "recommend-rank" and RecParams.from_dict(rank.to_dict()) == rank
+    assert rank.layout_version != dataclasses.replace(params, top_n=3).layout_version
+    with pytest.raises(ParameterError, match="selection"):
+        dataclasses.replace(params, selection="fastest")
+    many = tuple(f"x{i}" for i in range(401))
+    with pytest.raises(ParameterError, match="at most 400 users"):
+        dataclasses.replace(params, users=many, top_n=3, selection="rank")

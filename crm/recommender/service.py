@@ -53,6 +53,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import gmpy2
 
+import crm.recommender.rank  # (registers "recommend-rank")
 import crm.recommender.topn  # noqa: F401  (registers "recommend-topn")
 from crm.recommender.plain import Recommendation
 from crm.recommender.private import (
@@ -81,6 +82,9 @@ DATA_VERSION_KEY = "rec:data_version"
 RESULT_META_PREFIX = "rec:result:"
 PRECOMPUTE_FILE = "precompute.json"
 """Progress of the idle-time precomputation, in the SP's data directory (done, total, ...)."""
+SELECTIONS = ("shuffle", "rank")
+RANK_MAX_USERS = 400
+"""Rank selection compares all pairs: 80,000 comparisons a target at 400 users."""
 PARALLEL_QUERIES = 2
 """Results computed at once at the SP: two sessions keep both servers busy."""
 UPLOAD_SETTLE_S = 2.0
@@ -102,6 +106,9 @@ class RecParams:
     key_bits: int
     top_n: int = 0
     """Top-N mode with this N (protocol "recommend-topn"); 0: threshold mode with ``delta``."""
+    selection: str = "shuffle"
+    """Top-N: "shuffle" (shuffle-then-select, the PSP sees anonymous order relations) or
+    "rank" (protocol "recommend-rank": nothing revealed, quadratic, up to RANK_MAX_USERS)."""
 
     def __post_init__(self) -> None:
         if not self.users or len(set(self.users)) != len(self.users):
@@ -114,6 +121,13 @@ class RecParams:
             raise ParameterError("recommender parameters: a dense item is repeated")
         if self.shift < 0 or self.levels < 1 or self.delta < 0 or self.top_n < 0:
             raise ParameterError("recommender parameters: shift >= 0, levels >= 1, delta >= 0 and top_n >= 0")
+        if self.selection not in SELECTIONS:
+            raise ParameterError(f"recommender parameters: selection must be one of {SELECTIONS}")
+        if self.selection == "rank" and self.top_n and len(self.users) > RANK_MAX_USERS:
+            raise ParameterError(
+                f"rank selection compares every pair of users: at most {RANK_MAX_USERS} users, "
+                f"not {len(self.users)} (use the shuffle selection)"
+            )
 
     # -- (de)serialisation ---------------------------------------------------------------
     def core(self) -> dict[str, Any]:
@@ -127,6 +141,8 @@ class RecParams:
             "delta": self.delta,
             "key_bits": self.key_bits,
             "top_n": self.top_n,
+            # Only when not the default, so that earlier parameters keep their version.
+            **({"selection": self.selection} if self.selection != "shuffle" else {}),
         }
 
     @property
@@ -152,6 +168,7 @@ class RecParams:
                 delta=int(raw["delta"]),
                 key_bits=int(raw["key_bits"]),
                 top_n=int(raw.get("top_n", 0)),
+                selection=str(raw.get("selection", "shuffle")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ParameterError(f"recommender parameters: missing or malformed {exc}") from None
@@ -172,17 +189,21 @@ class RecParams:
 
     @classmethod
     def from_ratings(
-        cls, r: Any, dense_items: Sequence[str], shift: int, delta: int, key_bits: int, top_n: int = 0
+        cls, r: Any, dense_items: Sequence[str], shift: int, delta: int, key_bits: int, top_n: int = 0,
+        selection: str = "shuffle",
     ) -> RecParams:
         """From a :class:`~crm.recommender.data.Ratings` (user and item order as there)."""
         return cls(
-            tuple(r.users), tuple(r.items), tuple(dense_items), shift, r.levels, r.lo, delta, key_bits, top_n
+            tuple(r.users), tuple(r.items), tuple(dense_items), shift, r.levels, r.lo, delta, key_bits, top_n,
+            selection,
         )
 
     @property
     def protocol(self) -> str:
         """The registered protocol that computes one target's result in this mode."""
-        return "recommend-topn" if self.top_n else "recommend"
+        if not self.top_n:
+            return "recommend"
+        return "recommend-rank" if self.selection == "rank" else "recommend-topn"
 
     # -- derived --------------------------------------------------------------------------
     def layout(self, group: GroupParams) -> RecLayout:
@@ -381,6 +402,7 @@ class RecommenderService:
         else:
             party.responders["recommend"] = self.psp_recommend_inputs
             party.responders["recommend-topn"] = self.psp_recommend_inputs
+            party.responders["recommend-rank"] = self.psp_recommend_inputs
             self.psp_pools()
 
     def _idle(self) -> bool:
@@ -568,6 +590,7 @@ class RecommenderService:
                 "blocks": blocks,
                 "target": pos,
                 "delta": self.params.delta,
+                "top_n": self.params.top_n,
                 "run_crypto": self.party.run_crypto,
                 "compare_pools": self.sp_pools,
             },

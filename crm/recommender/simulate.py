@@ -159,7 +159,8 @@ class RecSimulation:
             plain = PlainParams(dense=a.dense, shift=a.shift, threshold=threshold, k=0)
         oracle = Recommender(r, plain)
         params = RecParams.from_ratings(
-            r, oracle.dense_items, a.shift, plain.delta or 0, a.key_bits, top_n  # type: ignore[arg-type]
+            r, oracle.dense_items, a.shift, plain.delta or 0, a.key_bits, top_n,  # type: ignore[arg-type]
+            getattr(a, "selection", "shuffle"),
         )
         eligible = [u for i, u in enumerate(r.users) if oracle.vectors[i].any()]
         targets = _targets(list(r.users), a.targets, eligible)

@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rec.add_argument("--targets", default="2", help="target users whose recommendations are fetched: N or all")
     rec.add_argument("--threshold", help="delta: an integer, or a fraction of 2^(2*shift) such as 1/2 (default 1/2)")
     rec.add_argument("--top-n", type=int, default=0, help="top-N mode with this N instead of a threshold")
+    rec.add_argument(
+        "--selection", choices=("shuffle", "rank"), default="shuffle",
+        help="top-N: shuffle-then-select (default) or encrypted rank counting (leak-free, quadratic)",
+    )
     rec.add_argument("--dense", type=int, default=20, help="dense items R (default 20)")
     rec.add_argument("--shift", type=int, default=8, help="scale of the dense vectors (default 8)")
     rec.add_argument("--scale", help="rating scale LO:HI (default: the file's smallest and largest rating)")
