@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import crm.recommender.protocol
+import crm.recommender.rank
 import crm.recommender.topn  # noqa: F401  (registers "recommend-topn")
 from crm.recommender.data import load_ratings, synthetic_ratings
 from crm.recommender.plain import PlainParams, Recommender, rank
@@ -62,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", default="0.5", help="delta: an integer, or a fraction of 2^(2 shift)")
     ap.add_argument("--top-n", type=int, default=0, help="top-N mode with this N (shuffle-then-select)")
     ap.add_argument(
-        "--selector", choices=("sample", "quickselect", "both"), default="sample",
-        help="top-N: the PSP's selection (both: each target with each, back to back)",
+        "--selector", choices=("sample", "quickselect", "rank", "both"), default="sample",
+        help="top-N: the PSP's selection in shuffle-then-select, or rank (protocol recommend-rank, "
+        "leak-free); both: sample and quickselect on each target, back to back",
     )
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
@@ -143,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         out = asyncio.run(
             run_local(
-                "recommend-topn" if topn else "recommend",
+                ("recommend-rank" if selector == "rank" else "recommend-topn") if topn else "recommend",
                 {
                     "sp": {"layout": layout, "pk": pk, "share": sp, "records": records, "blocks": blocks,
-                           "target": a, "delta": delta, "compare_pools": sp_pools},
+                           "target": a, "delta": delta, "compare_pools": sp_pools, "top_n": args.top_n},
                     "psp": {"layout": layout, "pk": pk, "share": psp, "records": records, "blocks": blocks,
                             "curve_key": curve, "compare_pools": psp_pools, "top_n": args.top_n,
                             "selector": selector},
