@@ -50,7 +50,6 @@ Every function here is pure apart from its randomness; the roles' ``run`` in
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 import struct
 from collections.abc import Mapping, Sequence
@@ -86,7 +85,6 @@ __all__ = [
     "masks",
     "new_seed",
     "open_scores",
-    "probability",
     "psp_walk",
     "psp_walk_many",
     "seal",
@@ -563,8 +561,3 @@ def admin_key_bytes(key: X25519PrivateKey) -> bytes:
 
 def new_seed() -> bytes:
     return secrets.token_bytes(SEED_BYTES)
-
-
-def probability(p: Fraction) -> float:
-    """P(loyal) as the float the plaintext model gives for (loyal + 1) / (n + 2)."""
-    return p.numerator / p.denominator if p.denominator else math.nan
