@@ -16,6 +16,7 @@ creating this service there only registers the protocol.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import multiprocessing
 import sqlite3
@@ -380,8 +381,6 @@ class ChurnGateway:
         self.s = service
 
     async def GetLayout(self, req: Any, ident: Any, ctx: Any) -> churn_pb2.ChurnLayout:
-        import json
-
         return churn_pb2.ChurnLayout(
             layout_json=json.dumps(self.s.layout.to_dict()), layout_version=self.s.layout.version
         )
@@ -442,8 +441,6 @@ class ChurnClient(UserClient):
         )
 
     async def layout(self) -> tuple[private.UploadLayout, int]:
-        import json
-
         reply = await self.churn.call(
             "GetLayout", churn_pb2.ChurnLayoutRequest(), timeout=self.config.deadline_s
         )
