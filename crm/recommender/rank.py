@@ -28,17 +28,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from crm.recommender.private import RecLayout, UserRecord
-from crm.recommender.protocol import (
-    batch_message,
-    masked_message,
-    open_masked,
-    psp_aggregate,
-    psp_similarities,
-    read_batch,
-    sp_aggregate,
-    sp_similarities,
-)
-from crm.recommender.topn import mask_blocks, ranked_blocks, share_layout, topn_layout
+from crm.recommender.protocol import psp_aggregate, sp_aggregate
+from crm.recommender.topn import RANKED_STEPS, psp_ranked_singles, sp_ranked_singles, topn_layout
 from mpc.comparison.pools import PspPools
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, sum_ciphertexts
 from mpc.errors import ParameterError
@@ -96,11 +87,7 @@ class SpRank:
             raise ParameterError(f"top_n must be at least 1, got {top_n}")
         rc: RunCrypto = i.get("run_crypto") or _inline
         pools = i.get("compare_pools")
-        sims = await sp_similarities(ctx, layout, pk, share, records, i["blocks"], a, rc)
-        ranked = await rc(ranked_blocks, layout, sims)
-        shares, masks = await rc(mask_blocks, layout, ranked)
-        await ctx.send("psp", "shares", await rc(masked_message, pk, share, shares))
-        singles = await rc(read_batch, pk, await ctx.receive("psp", "singles"), n, "single values")
+        singles, masks = await sp_ranked_singles(ctx, layout, pk, share, records, i["blocks"], a, rc)
         xs = [c.add_plain(-m) for c, m in zip(singles, masks, strict=True)]
 
         pairs = pairs_of(n, a)
@@ -132,16 +119,12 @@ class PspRank:
         layout: RecLayout = topn_layout(i["layout"])
         pk: PublicKey = i["pk"]
         share: KeyShare = i["share"]
-        blocks: list[list[Ciphertext]] = i["blocks"]
         rc: RunCrypto = i.get("run_crypto") or _inline
         key = i["curve_key"]
         pools = i.get("compare_pools") or PspPools(key)
         n = layout.n_users
 
-        await psp_similarities(ctx, layout, pk, share, blocks, rc)
-        plains = await rc(open_masked, pk, share, await ctx.receive("sp", "shares"), len(blocks), "masked values")
-        ys = share_layout(layout).unpack_many(plains, n)
-        await ctx.send("sp", "singles", await rc(batch_message, pk, [pk.encrypt_from_pool(y) for y in ys]))
+        await psp_ranked_singles(ctx, layout, pk, share, i["blocks"], rc)
         count = (n - 1) * (n - 2) // 2
         if count:
             await compare.psp_compare(
@@ -161,10 +144,7 @@ class RecommendRank(ProtocolSpec):
     name = "recommend-rank"
     roles = ("sp", "psp")
     steps = (
-        Step("target", "sp", "psp"),
-        Step("sims", "psp", "sp"),
-        Step("shares", "sp", "psp"),
-        Step("singles", "psp", "sp"),
+        *RANKED_STEPS,
         *compare.compare_steps("p-"),
         *compare.compare_steps("s-"),
         Step("selection", "sp", "psp"),

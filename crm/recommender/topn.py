@@ -311,6 +311,39 @@ def decode_pairs(data: bytes) -> list[tuple[int, int]]:
     return [struct.unpack_from(">II", data, i) for i in range(0, len(data), 8)]
 
 
+# -- the phases top-N modes share (each party's side, inside a session) ---------------------------
+RANKED_STEPS = (
+    Step("target", "sp", "psp"),
+    Step("sims", "psp", "sp"),
+    Step("shares", "sp", "psp"),
+    Step("singles", "psp", "sp"),
+)
+"""Steps 1-3 of the module docstring, which every top-N protocol starts with."""
+
+
+async def sp_ranked_singles(
+    ctx: SessionContext, layout: RecLayout, pk: PublicKey, share: KeyShare,
+    records: Sequence[UserRecord], blocks: Sequence[Sequence[Ciphertext]], a: int, rc: RunCrypto,
+) -> tuple[list[Ciphertext], list[int]]:
+    """SP: the ranked similarities, one ciphertext per user: E(value_B + m_B) and the masks m_B."""
+    sims = await sp_similarities(ctx, layout, pk, share, records, blocks, a, rc)
+    shares, masks = await rc(mask_blocks, layout, await rc(ranked_blocks, layout, sims))
+    await ctx.send("psp", "shares", await rc(masked_message, pk, share, shares))
+    singles = await rc(read_batch, pk, await ctx.receive("psp", "singles"), layout.n_users, "single values")
+    return singles, masks
+
+
+async def psp_ranked_singles(
+    ctx: SessionContext, layout: RecLayout, pk: PublicKey, share: KeyShare,
+    blocks: Sequence[Sequence[Ciphertext]], rc: RunCrypto,
+) -> None:
+    """PSP: reads y_B = value_B + m_B from the masked blocks and sends each back encrypted."""
+    await psp_similarities(ctx, layout, pk, share, blocks, rc)
+    plains = await rc(open_masked, pk, share, await ctx.receive("sp", "shares"), len(blocks), "masked values")
+    ys = share_layout(layout).unpack_many(plains, layout.n_users)
+    await ctx.send("sp", "singles", await rc(batch_message, pk, [pk.encrypt_from_pool(y) for y in ys]))
+
+
 # -- roles ----------------------------------------------------------------------------------------
 class SpTopN:
     async def run(self, ctx: SessionContext) -> object:
@@ -322,12 +355,7 @@ class SpTopN:
         blocks: list[list[Ciphertext]] = i["blocks"]
         a: int = i["target"]
         rc: RunCrypto = i.get("run_crypto") or _inline
-        sims = await sp_similarities(ctx, layout, pk, share, records, blocks, a, rc)
-        ranked = await rc(ranked_blocks, layout, sims)
-
-        shares, masks = await rc(mask_blocks, layout, ranked)
-        await ctx.send("psp", "shares", await rc(masked_message, pk, share, shares))
-        singles = await rc(read_batch, pk, await ctx.receive("psp", "singles"), layout.n_users, "single values")
+        singles, masks = await sp_ranked_singles(ctx, layout, pk, share, records, blocks, a, rc)
         xs, perm = await rc(shuffle_values, pk, singles, masks, a)
 
         for rnd in range(MAX_ROUNDS + 1):
@@ -360,12 +388,7 @@ class PspTopN:
         key = i["curve_key"]
         pools = i.get("compare_pools") or PspPools(key)
 
-        await psp_similarities(ctx, layout, pk, share, blocks, rc)
-
-        plains = await rc(open_masked, pk, share, await ctx.receive("sp", "shares"), len(blocks), "masked values")
-        ys = share_layout(layout).unpack_many(plains, layout.n_users)
-        singles = [pk.encrypt_from_pool(y) for y in ys]
-        await ctx.send("sp", "singles", await rc(batch_message, pk, singles))
+        await psp_ranked_singles(ctx, layout, pk, share, blocks, rc)
 
         n = layout.n_users - 1
         sel = SELECTORS[i.get("selector", "sample")](n, min(top_n, n))
@@ -404,10 +427,7 @@ class RecommendTopN(ProtocolSpec):
     name = "recommend-topn"
     roles = ("sp", "psp")
     steps = (
-        Step("target", "sp", "psp"),
-        Step("sims", "psp", "sp"),
-        Step("shares", "sp", "psp"),
-        Step("singles", "psp", "sp"),
+        *RANKED_STEPS,
         *_round_steps(),
         Step("chosen", "psp", "sp"),
         Step("selection", "sp", "psp"),
