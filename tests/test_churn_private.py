@@ -402,3 +402,10 @@ def test_churn_score_command_across_processes(tmp_path: Path) -> None:
     assert set(first) == {"p_loyal", "p_loyal_plain", "segment", "match"}
     assert all(c["match"] and c["p_loyal"] == c["p_loyal_plain"] for c in report["customers"].values())
     assert {c["segment"] for c in report["customers"].values()} <= {"loyal", "unloyal"}
+
+
+def test_the_service_chunks_fit_the_protocol() -> None:
+    from crm.churn.protocol import MAX_CHUNK
+    from crm.churn.service import CHUNK
+
+    assert 1 <= CHUNK <= MAX_CHUNK

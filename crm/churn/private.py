@@ -266,8 +266,6 @@ class TreeSpec:
     """2^depth - 1 internal nodes, heap order (children of i: 2i + 1 left, 2i + 2 right)."""
     leaves: tuple[int, ...]
     """2^depth leaf values (:func:`value_fraction`), left to right."""
-    leaf_ids: tuple[int, ...] = field(compare=False, default=())
-    """The model's node index of each leaf position (for tests and the plaintext check)."""
 
     @classmethod
     def from_model(cls, model: Any, layout: UploadLayout, threshold_int: Any = None) -> TreeSpec:
@@ -289,7 +287,6 @@ class TreeSpec:
         n_int = (1 << depth) - 1
         nodes: list[Node] = [("pad",)] * n_int
         leaves: list[int] = [0] * (1 << depth)
-        leaf_ids: list[int] = [0] * (1 << depth)
         bits = dict(layout.numeric)
 
         def fill(model_node: int, heap: int, level: int) -> None:
@@ -302,7 +299,6 @@ class TreeSpec:
                     first = 2 * first + 1
                 for q in range(first - n_int, first - n_int + span):
                     leaves[q] = value_fraction(p)
-                    leaf_ids[q] = model_node
                 return
             f = node["feature"]
             if f in bits:
@@ -317,25 +313,15 @@ class TreeSpec:
             fill(int(node["right"]), 2 * heap + 2, level + 1)
 
         fill(int(raw.get("root", 0)), 0, 0)
-        return cls(depth, tuple(nodes), tuple(leaves), tuple(leaf_ids))
+        return cls(depth, tuple(nodes), tuple(leaves))
 
     @property
     def internal(self) -> int:
         return len(self.nodes)
 
-    def node_bytes(self, terms: int) -> int:
-        return terms * W
-
     def comparisons(self) -> int:
         """Numeric nodes: DGK comparisons per customer."""
         return sum(1 for n in self.nodes if n[0] == "num")
-
-    def position_of(self, right_bits: Sequence[int]) -> int:
-        """The leaf position reached in the unflipped tree by per-node 'go right' bits."""
-        j = 0
-        while j < self.internal:
-            j = 2 * j + 1 + right_bits[j]
-        return j - self.internal
 
 
 # -- SP: one customer's nodes and table ----------------------------------------------------

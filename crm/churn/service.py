@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from crm.churn import private
-from crm.churn.protocol import MAX_CHUNK, start_inputs
+from crm.churn.protocol import sp_prepare, start_inputs
 from mpc.errors import AuthorizationError, EncodingError, NotFound, ParameterError, TransportError
 from mpc.parties import rpc
 from mpc.parties.user import UserClient
@@ -123,8 +123,6 @@ def _worker_init(spec: private.TreeSpec, layout_raw: dict[str, Any], psp_key: by
 
 
 def _worker_prepare(records: list[bytes], seed: bytes) -> tuple[bytes, bytes]:
-    from crm.churn.protocol import sp_prepare
-
     return sp_prepare(_WORKER["spec"], _WORKER["layout"], records, seed, _WORKER["rnd"])
 
 
@@ -494,6 +492,3 @@ class ChurnClient(UserClient):
             "ScoringStatus", churn_pb2.ScoreJobRequest(job=job), timeout=self.config.deadline_s
         )
 
-
-if MAX_CHUNK < CHUNK:  # pragma: no cover - a guard on the constants
-    raise ParameterError("CHUNK exceeds the protocol's MAX_CHUNK")
