@@ -547,11 +547,13 @@ class RecommenderService:
         return version
 
     # -- SP: compute and cache -------------------------------------------------------------
-    def _cached_sync(self, user: str) -> bool:
+    def _cached_sync(self, user: str, data_version: int | None = None) -> bool:
+        """Whether ``user``'s stored result is from the current data (``data_version`` if read already)."""
         res = self.store.get_result(user, RESULT_KIND)
         if res is None:
             return False
-        return self.store.get_meta(RESULT_META_PREFIX + user) == str(self.data_version())
+        version = self.data_version() if data_version is None else data_version
+        return self.store.get_meta(RESULT_META_PREFIX + user) == str(version)
 
     async def ensure_result(self, user: str, time_left: float | None = None) -> bool:
         """Make ``user``'s stored recommendations current; returns True if they were cached.
@@ -619,7 +621,10 @@ class RecommenderService:
 
     def _stale_users_sync(self) -> list[str]:
         self._load_sync()
-        return [u for u in self.params.users if self.params.position(u) in self.records and not self._cached_sync(u)]
+        version = self.data_version()
+        return [
+            u for u in self.params.users if self.params.position(u) in self.records and not self._cached_sync(u, version)
+        ]
 
     def _progress_sync(self, stale: int, seconds: float) -> None:
         uploaded = sum(1 for u in self.params.users if self.params.position(u) in self.records)
