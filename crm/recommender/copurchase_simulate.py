@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,7 +39,7 @@ from typing import IO, Any
 import numpy as np
 
 from mpc.errors import MpcError, ParameterError
-from mpc.parties.simulate import Simulation, read_json
+from mpc.parties.simulate import Simulation, read_json, work_directory
 
 ADMIN = "admin"
 MIN_CUSTOMERS = 10  # the PSP decrypts only sums of at least 10 uploads (aggregate-decrypt's default)
@@ -55,12 +53,8 @@ def run(args: argparse.Namespace) -> int:
     n = _customers(args.customers, len(everyone))
     if args.k < 0:
         raise ParameterError(f"--k must be >= 0, got {args.k}")
-    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mpc-copurchase-sim-"))
-    try:
+    with work_directory(args, "mpc-copurchase-sim-") as root:
         report = CopurchaseSimulation(root, args, everyone, n).run()
-    finally:
-        if not args.keep and not args.workdir:
-            shutil.rmtree(root, ignore_errors=True)
     out = args.out or args.json_out
     if out:
         Path(out).write_text(json.dumps(report, indent=1, ensure_ascii=False))
@@ -207,22 +201,13 @@ class CopurchaseSimulation:
             argv = ["publish", *common, "--admin", ADMIN, "--k", str(a.k)]
             for x in self.products:
                 argv += ["--product", x]
-            (pub,) = self._reports([self.spawn_module("publish", argv)], servers, deadline)
+            (pub,) = self.sim.wait_reports([self.spawn_module("publish", argv)], servers, deadline)
             self.phases["publish_and_read"] = time.perf_counter() - t
 
             stats = self.sim.stop_servers(servers, self.phases)
         finally:
             self.sim._kill_all()
         return self._report(up_reports, pub, stats, workers)
-
-    def _reports(self, children: list[Any], servers: list[Any], deadline: float) -> list[dict[str, Any]]:
-        reports = self.sim.wait_for(children, servers, deadline, "worker(s)")
-        for c, rep in zip(children, reports, strict=True):
-            if rep is None:
-                raise MpcError(f"worker {c.name} exited {c.proc.returncode} without a report:\n{c.tail()}")
-            if not rep.get("ok"):
-                raise MpcError(f"worker {c.name} failed: {rep.get('error')}")
-        return reports  # type: ignore[return-value]
 
     def _wait_uploads(
         self, ups: list[Any], servers: list[Any], deadline: float, progress: Path
@@ -236,7 +221,7 @@ class CopurchaseSimulation:
             self.sim.check_servers(servers)
             for c in ups:
                 if c.proc.poll() not in (None, 0):
-                    self._reports([c], servers, deadline)  # raises with the worker's error
+                    self.sim.wait_reports([c], servers, deadline)  # raises with the worker's error
             done = sum(int(read_json(progress / f"upload-{k}.json").get("done", 0)) for k in range(len(ups)))
             eta = bar.update(done)
             if all(c.proc.poll() is not None for c in ups):
@@ -252,7 +237,7 @@ class CopurchaseSimulation:
                 raise MpcError(f"timed out after {self.args.timeout:.0f} s with {done}/{total} customers uploaded")
             time.sleep(0.2)
         bar.finish(total if done == total else done)
-        return self._reports(ups, servers, deadline)
+        return self.sim.wait_reports(ups, servers, deadline)
 
     def _report(
         self, ups: list[dict[str, Any]], pub: dict[str, Any], stats: dict[str, Any], workers: int

@@ -29,15 +29,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from mpc.errors import MpcError, ParameterError
-from mpc.parties.simulate import Simulation, read_json, report_worker
+from mpc.parties.simulate import Simulation, read_json, report_worker, work_directory
 
 DEFAULT_THRESHOLD = "1/2"
 
@@ -51,12 +49,8 @@ def run(args: argparse.Namespace) -> int:
         full = synthetic_ratings(args.synthetic, seed=args.seed)
     else:
         full = load_ratings(args.ratings, scale)
-    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mpc-rec-sim-"))
-    try:
+    with work_directory(args, "mpc-rec-sim-") as root:
         report = RecSimulation(root, args, full).run()
-    finally:
-        if not args.keep and not args.workdir:
-            shutil.rmtree(root, ignore_errors=True)
     out = args.out or args.json_out
     if out:
         Path(out).write_text(json.dumps(report, indent=1))
@@ -136,15 +130,6 @@ class RecSimulation:
             time.sleep(0.5)
         raise MpcError("the SP did not precompute every user's recommendations in time (see --timeout)")
 
-    def _wait(self, workers: list[Any], servers: list[Any], deadline: float) -> list[dict[str, Any]]:
-        reports = self.sim.wait_for(workers, servers, deadline, "worker(s)")
-        for c, rep in zip(workers, reports, strict=True):
-            if rep is None:
-                raise MpcError(f"worker {c.name} exited {c.proc.returncode} without a report:\n{c.tail()}")
-            if not rep.get("ok"):
-                raise MpcError(f"worker {c.name} failed: {rep.get('error')}")
-        return reports  # type: ignore[return-value]
-
     def run(self) -> dict[str, Any]:
         from crm.recommender.plain import PlainParams, Recommender
         from crm.recommender.service import RecParams
@@ -191,7 +176,7 @@ class RecSimulation:
             shares = [list(r.users)[k::workers] for k in range(workers)]
             ups = [self.spawn_module(f"upload-{k}", ["upload", *common, "--users", ",".join(s)])
                    for k, s in enumerate(shares)]
-            up_reports = self._wait(ups, servers, deadline)
+            up_reports = self.sim.wait_reports(ups, servers, deadline)
             self.phases["upload"] = time.perf_counter() - t
             print(f"  {len(r.users)} users uploaded in {self.phases['upload']:.2f} s")
             if getattr(a, "settle", 0):
@@ -205,7 +190,7 @@ class RecSimulation:
 
             t = time.perf_counter()
             fetcher = self.spawn_module("fetch", ["fetch", *common, "--users", ",".join(targets)])
-            (fetch_report,) = self._wait([fetcher], servers, deadline)
+            (fetch_report,) = self.sim.wait_reports([fetcher], servers, deadline)
             self.phases["fetch_targets"] = time.perf_counter() - t
 
             stats = self.sim.stop_servers(servers, self.phases)

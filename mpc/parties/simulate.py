@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -96,15 +97,22 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError("--users must be at least 1")
     if args.values < 1:
         raise ParameterError("--values must be at least 1")
-    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mpc-sim-"))
-    try:
+    with work_directory(args, "mpc-sim-") as root:
         summary = Simulation(root, args).run()
-    finally:
-        if not args.keep and not args.workdir:
-            shutil.rmtree(root, ignore_errors=True)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(summary, indent=1))
     return 0 if summary["ok"] else 1
+
+
+@contextlib.contextmanager
+def work_directory(args: argparse.Namespace, prefix: str) -> Iterator[Path]:
+    """``--workdir`` as given (kept), else a fresh temporary one, removed afterwards unless ``--keep``."""
+    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _die_with_parent() -> None:
@@ -255,6 +263,18 @@ class Simulation:
             except (ValueError, IndexError):
                 reports.append(None)
         return reports
+
+    def wait_reports(
+        self, children: list[Child], servers: list[Child], deadline: float, what: str = "worker(s)"
+    ) -> list[dict[str, Any]]:
+        """:meth:`wait_for`, and every child must have reported success (else MpcError with its error)."""
+        reports = self.wait_for(children, servers, deadline, what)
+        for c, rep in zip(children, reports, strict=True):
+            if rep is None:
+                raise MpcError(f"{c.name} exited {c.proc.returncode} without a report:\n{c.tail()}")
+            if not rep.get("ok"):
+                raise MpcError(f"{c.name} failed: {rep.get('error')}")
+        return reports  # type: ignore[return-value]
 
     def _wait_for_users(self, users: list[Child], servers: list[Child], deadline: float) -> list[dict[str, Any]]:
         reports = self.wait_for(users, servers, deadline, "user(s)")
