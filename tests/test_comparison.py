@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import secrets
 from typing import Any, ClassVar
 
@@ -19,6 +20,7 @@ from mpc.elgamal import Ciphertext, KeyShare, PublicKey, combine, local_joint_ke
 from mpc.elgamal.curve import CurvePrivateKey
 from mpc.errors import DecryptionError, EncodingError, ParameterError, ProtocolError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, get_protocol, run_local
+from mpc.transport import InMemoryNetwork
 from mpc.v1 import common_pb2, compare_pb2
 
 P = params_for(1024)
@@ -376,6 +378,46 @@ def test_a_batch_over_several_ciphertexts_with_every_edge(output: str) -> None:
     assert got == plain(xs, ys)
 
 
+@settings(max_examples=200, deadline=None)
+@given(count=st.integers(1, 5000), chunks=st.integers(1, cmp.MAX_CHUNKS), minimum=st.integers(1, 300))
+def test_chunk_sizes_cover_the_batch(count: int, chunks: int, minimum: int) -> None:
+    sizes = cmp.chunk_sizes(count, chunks, minimum)
+    assert sum(sizes) == count and 1 <= len(sizes) <= chunks
+    assert max(sizes) - min(sizes) <= 1
+    if len(sizes) > 1:
+        assert min(sizes) >= minimum
+    assert len(sizes) == max(1, min(chunks, count // minimum))
+
+
+@pytest.mark.parametrize("output", [cmp.OUTPUT_PSP, cmp.OUTPUT_ENCRYPTED])
+def test_a_pipelined_batch_equals_plaintext_in_order(output: str) -> None:
+    """Parts run concurrently (steps "0.masked", "1.masked", ...); results stay in input order."""
+    bits = 16
+    top = (1 << bits) - 1
+    rng = random.Random(5)
+    pairs = [(0, 0), (top, top), (0, top), (top, 0)] + [
+        (rng.randrange(top + 1), rng.randrange(top + 1)) for _ in range(3 * cmp.MIN_CHUNK)
+    ]
+    xs, ys = [a for a, _ in pairs], [b for _, b in pairs]
+    params = cmp.CompareParams(bits, len(pairs), output, chunks=4)
+    assert len(cmp.chunk_sizes(params.count, params.chunks)) == 3
+    net = InMemoryNetwork()
+    out = asyncio.run(run_local("compare", compare_inputs(params, xs, ys), net, timeout=60.0))
+    got = out["psp"] if output == cmp.OUTPUT_PSP else [decrypt(c) for c in out["sp"]]
+    assert got == plain(xs, ys)
+    assert params.to_proto().chunks == 4
+    assert cmp.CompareParams.from_proto(params.to_proto()) == params
+
+
+def test_chunks_are_checked() -> None:
+    for bad in (0, cmp.MAX_CHUNKS + 1, -1):
+        with pytest.raises(ParameterError):
+            cmp.CompareParams(16, 10, chunks=bad)
+    with pytest.raises(ParameterError):
+        cmp.chunk_sizes(10, 0)
+    assert cmp.CompareParams.from_proto(cmp.CompareParams(16, 10).to_proto()).chunks == 1
+
+
 def test_differences_as_input_and_output_rerandomised() -> None:
     ds = [0, 5, -5, (1 << 16) - 1, -((1 << 16) - 1), -1]
     params = cmp.CompareParams(16, len(ds), cmp.OUTPUT_ENCRYPTED, digit_bits=3)
@@ -583,7 +625,9 @@ def test_sp_inputs_are_checked() -> None:
 def test_registered_and_startable_by_a_peer() -> None:
     spec = get_protocol("compare")
     assert spec.roles == ("sp", "psp")
-    assert [s.name for s in spec.steps] == ["masked", "partials", "bits", "terms", "result"]
+    names = [s.name for s in spec.steps]
+    assert names[:5] == ["masked", "partials", "bits", "terms", "result"]
+    assert f"{cmp.MAX_CHUNKS - 1}.result" in names and len(names) == 5 * (cmp.MAX_CHUNKS + 1)
 
     class FakeParty:
         def require_key(self) -> tuple[PublicKey, KeyShare]:

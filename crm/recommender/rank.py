@@ -95,7 +95,7 @@ class SpRank:
         if pairs:
             ge = await compare.sp_compare(  # type: ignore[assignment]
                 ctx, pk=pk, share=share,
-                params=compare.CompareParams(layout.ranked_bits, len(pairs), output=compare.OUTPUT_ENCRYPTED),
+                params=compare.CompareParams(layout.ranked_bits, len(pairs), output=compare.OUTPUT_ENCRYPTED, chunks=compare.PIPELINE),
                 diffs=[xs[c] - xs[b] for c, b in pairs], pools=pools, run_crypto=rc, prefix="p-",
             )
         ranks = await rc(ranks_from_outcomes, pk, n, a, pairs, ge)
@@ -103,7 +103,7 @@ class SpRank:
         limit = pk.encrypt_from_pool(min(top_n, n - 1) - 1)
         chosen = await compare.sp_compare(
             ctx, pk=pk, share=share,
-            params=compare.CompareParams(rank_bits(n), len(others), output=compare.OUTPUT_ENCRYPTED),
+            params=compare.CompareParams(rank_bits(n), len(others), output=compare.OUTPUT_ENCRYPTED, chunks=compare.PIPELINE),
             xs=[limit] * len(others), ys=[ranks[u] for u in others], pools=pools, run_crypto=rc, prefix="s-",
         )
         bits: list[Ciphertext] = [Ciphertext(pk, 1, 1)] * n
@@ -129,11 +129,11 @@ class PspRank:
         if count:
             await compare.psp_compare(
                 ctx, pk=pk, share=share, curve_key=key, pools=pools, run_crypto=rc, prefix="p-",
-                params=compare.CompareParams(layout.ranked_bits, count, output=compare.OUTPUT_ENCRYPTED),
+                params=compare.CompareParams(layout.ranked_bits, count, output=compare.OUTPUT_ENCRYPTED, chunks=compare.PIPELINE),
             )
         await compare.psp_compare(
             ctx, pk=pk, share=share, curve_key=key, pools=pools, run_crypto=rc, prefix="s-",
-            params=compare.CompareParams(rank_bits(n), n - 1, output=compare.OUTPUT_ENCRYPTED),
+            params=compare.CompareParams(rank_bits(n), n - 1, output=compare.OUTPUT_ENCRYPTED, chunks=compare.PIPELINE),
         )
         await psp_aggregate(ctx, layout, pk, share, i["records"], rc)
         return None
@@ -145,8 +145,8 @@ class RecommendRank(ProtocolSpec):
     roles = ("sp", "psp")
     steps = (
         *RANKED_STEPS,
-        *compare.compare_steps("p-"),
-        *compare.compare_steps("s-"),
+        *compare.compare_steps("p-", chunks=compare.PIPELINE),
+        *compare.compare_steps("s-", chunks=compare.PIPELINE),
         Step("selection", "sp", "psp"),
         Step("aggregate", "psp", "sp"),
     )

@@ -366,7 +366,7 @@ class SpTopN:
                 raise ProtocolError(f"selection did not finish in {MAX_ROUNDS} rounds")
             diffs = await rc(pair_differences, xs, pairs)
             await compare.sp_compare(
-                ctx, pk=pk, share=share, params=compare.CompareParams(layout.ranked_bits, len(pairs)),
+                ctx, pk=pk, share=share, params=compare.CompareParams(layout.ranked_bits, len(pairs), chunks=compare.PIPELINE),
                 diffs=diffs, pools=i.get("compare_pools"), run_crypto=rc, prefix=f"r{rnd}-",
             )
         chosen = await rc(read_batch, pk, await ctx.receive("psp", "chosen"), len(perm), "selection bits")
@@ -400,7 +400,7 @@ class PspTopN:
             await ctx.send("sp", f"q{rnd}", encode_pairs(pairs))
             bits = await compare.psp_compare(
                 ctx, pk=pk, share=share, curve_key=key,
-                params=compare.CompareParams(layout.ranked_bits, len(pairs)),
+                params=compare.CompareParams(layout.ranked_bits, len(pairs), chunks=compare.PIPELINE),
                 pools=pools, run_crypto=rc, prefix=f"r{rnd}-",
             )
             sel.outcome(bits)  # type: ignore[arg-type]
@@ -418,7 +418,7 @@ def _round_steps() -> tuple[Step, ...]:
     for rnd in range(MAX_ROUNDS + 1):
         out.append(Step(f"q{rnd}", "psp", "sp"))
         if rnd < MAX_ROUNDS:
-            out.extend(compare.compare_steps(f"r{rnd}-"))
+            out.extend(compare.compare_steps(f"r{rnd}-", chunks=compare.PIPELINE))
     return tuple(out)
 
 

@@ -41,6 +41,8 @@ None; PSP, a list of K bits (output "psp") or None.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import functools
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -75,10 +77,12 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "OUTPUT_ENCRYPTED",
     "OUTPUT_PSP",
+    "PIPELINE",
     "Compare",
     "CompareParams",
     "PspState",
     "SpState",
+    "chunk_sizes",
     "compare_batch",
     "compare_steps",
     "psp_bits",
@@ -105,6 +109,18 @@ DEFAULT_DIGIT_BITS = 4
 tests, and blindings at the SP) per comparison instead of 33 for the bitwise
 protocol, for 120 PSP encryptions instead of 32, all precomputed in idle time;
 see docs/protocols/compare.md and the benchmark for the trade-off."""
+
+MAX_CHUNKS = 16
+"""The most parts a pipelined batch may have (the steps of each are declared)."""
+
+PIPELINE = 4
+"""The parts other protocols cut their comparison batches into (``CompareParams.chunks``):
+enough for the SP and the PSP to work at the same time, few enough to keep messages
+large."""
+
+MIN_CHUNK = 64
+"""A pipelined batch (``chunks`` > 1) is cut into parts of at least this many
+comparisons, so that packing stays full and messages stay few."""
 
 MAX_MESSAGE_BYTES = 192 * 1024 * 1024
 """A batch whose biggest message would exceed this is refused: split it."""
@@ -136,6 +152,8 @@ class CompareParams:
     output: str = OUTPUT_PSP
     digit_bits: int = DEFAULT_DIGIT_BITS
     kappa: int = DEFAULT_KAPPA
+    chunks: int = 1
+    """Pipelining: the batch runs as up to this many concurrent parts (:func:`chunk_sizes`)."""
     plan: dgk.DigitPlan = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -147,6 +165,8 @@ class CompareParams:
             raise ParameterError(
                 f"output must be {OUTPUT_PSP!r} or {OUTPUT_ENCRYPTED!r}, got {self.output!r}"
             )
+        if not 1 <= _nonneg_int(self.chunks, "chunks") <= MAX_CHUNKS:
+            raise ParameterError(f"chunks must be in [1, {MAX_CHUNKS}], got {self.chunks}")
         kappa = _nonneg_int(self.kappa, "kappa")
         if not 1 <= kappa <= 256:
             raise ParameterError(f"kappa must be in [1, 256], got {kappa}")
@@ -168,6 +188,7 @@ class CompareParams:
             output=_OUTPUTS[self.output],
             digit_bits=self.digit_bits,
             kappa=self.kappa,
+            chunks=self.chunks,
         )
 
     @classmethod
@@ -176,7 +197,7 @@ class CompareParams:
         if output is None:
             raise EncodingError(f"comparison parameters: unknown output {msg.output}")
         try:
-            return cls(msg.bits, msg.count, output, msg.digit_bits, msg.kappa)
+            return cls(msg.bits, msg.count, output, msg.digit_bits, msg.kappa, msg.chunks or 1)
         except ParameterError as exc:
             raise EncodingError(f"comparison parameters: {exc}") from exc
 
@@ -420,11 +441,33 @@ _STEP_NAMES = ("masked", "partials", "bits", "terms", "result")
 _SENDERS = {"masked": "sp", "partials": "sp", "bits": "psp", "terms": "sp", "result": "psp"}
 
 
-def compare_steps(prefix: str = "") -> tuple[Step, ...]:
+def chunk_sizes(count: int, chunks: int, minimum: int = MIN_CHUNK) -> list[int]:
+    """How a pipelined batch of ``count`` is cut: at most ``chunks`` consecutive parts
+    of at least ``minimum`` each (one part when the batch is small), sizes differing by
+    at most one. Both roles compute it from the count, so no message carries it."""
+    if chunks < 1:
+        raise ParameterError(f"chunks must be >= 1, got {chunks}")
+    parts = max(1, min(chunks, count // max(1, minimum)))
+    base, extra = divmod(count, parts)
+    return [base + (1 if j < extra else 0) for j in range(parts)]
+
+
+def _chunk_prefix(prefix: str, j: int, parts: int) -> str:
+    return prefix if parts == 1 else f"{prefix}{j}."
+
+
+def compare_steps(prefix: str = "", chunks: int = 1) -> tuple[Step, ...]:
     """The comparison's steps, named ``prefix + name``: include them in a protocol that
-    runs comparisons inside its own sessions (with :func:`compare_batch`)."""
+    runs comparisons inside its own sessions (with :func:`compare_batch`).
+
+    With ``chunks`` > 1 (a pipelined batch), also the steps of every part,
+    named ``prefix + "<j>." + name``.
+    """
+    prefixes = [prefix] + [f"{prefix}{j}." for j in range(chunks if chunks > 1 else 0)]
     return tuple(
-        Step(prefix + s, _SENDERS[s], "psp" if _SENDERS[s] == "sp" else "sp") for s in _STEP_NAMES
+        Step(p + s, _SENDERS[s], "psp" if _SENDERS[s] == "sp" else "sp")
+        for p in prefixes
+        for s in _STEP_NAMES
     )
 
 
@@ -443,8 +486,43 @@ async def sp_compare(
     prefix: str = "",
     **_: Any,
 ) -> list[Ciphertext] | None:
-    """The SP's side of one batch inside ``ctx`` (steps named with ``prefix``)."""
+    """The SP's side of one batch inside ``ctx`` (steps named with ``prefix``).
+
+    ``params.chunks`` > 1 pipelines the batch: its parts (:func:`chunk_sizes`)
+    run as concurrent sub-batches, so that the SP masks or blinds one part
+    while the PSP decrypts or zero-tests another.
+    """
     rc = run_crypto or _inline
+    sizes = chunk_sizes(params.count, params.chunks)
+    if len(sizes) > 1:
+        if diffs is None:
+            if xs is None or ys is None:
+                raise ParameterError("give either diffs, or both xs and ys")
+            diffs = await rc(differences, pk, xs, ys)
+        elif xs is not None or ys is not None:
+            raise ParameterError("give either diffs, or both xs and ys, not both")
+        if len(diffs) != params.count:
+            raise ParameterError(f"{len(diffs)} comparisons given, params say {params.count}")
+        starts = [sum(sizes[:j]) for j in range(len(sizes))]
+        parts = await asyncio.gather(
+            *(
+                sp_compare(
+                    ctx,
+                    pk=pk,
+                    share=share,
+                    params=dataclasses.replace(params, count=n, chunks=1),
+                    diffs=diffs[a : a + n],
+                    pools=pools,
+                    run_crypto=rc,
+                    rerandomize=rerandomize,
+                    prefix=_chunk_prefix(prefix, j, len(sizes)),
+                )
+                for j, (a, n) in enumerate(zip(starts, sizes, strict=True))
+            )
+        )
+        if params.output == OUTPUT_PSP:
+            return None
+        return [c for part in parts for c in (part or [])]
     state, masked = await rc(
         functools.partial(sp_masked, pk, params, diffs=diffs, xs=xs, ys=ys, rerandomize=rerandomize)
     )
@@ -468,12 +546,37 @@ async def psp_compare(
     prefix: str = "",
     **_: Any,
 ) -> list[int] | None:
-    """The PSP's side of one batch inside ``ctx`` (steps named with ``prefix``)."""
+    """The PSP's side of one batch inside ``ctx`` (steps named with ``prefix``).
+
+    A pipelined batch (``params.chunks`` > 1, see :func:`sp_compare`) needs
+    ``params`` here, since the parts follow from its count.
+    """
     rc = run_crypto or _inline
     if pools is None:
         pools = PspPools(curve_key)
     elif pools.key.to_bytes() != curve_key.to_bytes():
         raise ParameterError("the PSP's pools belong to another curve key")
+    if params is not None and params.chunks > 1:
+        sizes = chunk_sizes(params.count, params.chunks)
+        if len(sizes) > 1:
+            parts = await asyncio.gather(
+                *(
+                    psp_compare(
+                        ctx,
+                        pk=pk,
+                        share=share,
+                        curve_key=curve_key,
+                        params=dataclasses.replace(params, count=n, chunks=1),
+                        pools=pools,
+                        run_crypto=rc,
+                        prefix=_chunk_prefix(prefix, j, len(sizes)),
+                    )
+                    for j, n in enumerate(sizes)
+                )
+            )
+            if params.output != OUTPUT_PSP:
+                return None
+            return [b for part in parts for b in (part or [])]
     masked = await ctx.receive("sp", prefix + "masked")
     state = await rc(psp_masked, pk, share, masked, params)
     partials = await ctx.receive("sp", prefix + "partials")
@@ -512,7 +615,7 @@ class PspCompare:
 class Compare(ProtocolSpec):
     name = "compare"
     roles = ("sp", "psp")
-    steps = compare_steps()
+    steps = compare_steps(chunks=MAX_CHUNKS)
     role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpCompare, "psp": PspCompare}
 
     @classmethod
