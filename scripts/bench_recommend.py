@@ -134,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         a = candidates[(k * 97) % len(candidates)]
         # Idle-time precomputation for one query (what the pools would hold), timed apart.
         t = time.perf_counter()
-        psp_pools, sp_pools = PspPools(curve), SpPools()
-        psp_pools.bits.fill(cparams.count * cparams.plan.levels)
-        sp_pools.randomizers(curve.public_key.to_bytes()).fill(cparams.count * cparams.plan.terms)
-        sp_pools.dummies.fill(cparams.count * cparams.plan.terms)
+        psp_pools, sp_pools = PspPools(), SpPools(curve)
+        sp_pools.bits.fill(cparams.count * cparams.plan.levels)
+        psp_pools.randomizers(curve.public_key.to_bytes()).fill(cparams.count * cparams.plan.terms)
+        psp_pools.dummies.fill(cparams.count * cparams.plan.terms)
         pk.pool.fill((3 * n if topn else cparams.count) + 2 * layout.n_blocks + 2 * layout.n_rating_ciphertexts + 64)
         precompute.append(time.perf_counter() - t)
         OPS.clear()
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                     "sp": {"layout": layout, "pk": pk, "share": sp, "records": records, "blocks": blocks,
                            "target": a, "delta": delta, "compare_pools": sp_pools, "top_n": args.top_n},
                     "psp": {"layout": layout, "pk": pk, "share": psp, "records": records, "blocks": blocks,
-                            "curve_key": curve, "compare_pools": psp_pools, "top_n": args.top_n,
+                            "compare_pools": psp_pools, "top_n": args.top_n,
                             "selector": selector},
                 },
                 timeout=600,

@@ -78,7 +78,7 @@ def compare_inputs(
             "ys": [PK.encrypt(v) for v in ys],
             **sp,
         },
-        "psp": {"pk": PK, "share": PSP_SHARE, "curve_key": CURVE, "params": params},
+        "psp": {"pk": PK, "share": PSP_SHARE, "params": params},
     }
 
 
@@ -151,7 +151,7 @@ def test_encrypted_terms_zero_iff_relation_and_blinded() -> None:
     a_s = [0, 255, 7, 7, 200, 13, 0, 255]
     b_s = [0, 255, 7, 8, 199, 250, 255, 0]
     count = len(a_s)
-    pools = PspPools(CURVE)
+    pools = SpPools(CURVE)  # the key holder (in "compare", the SP)
     blob = dgk.encrypt_thermometers(plan, a_s, pools.bits)
     assert len(blob) == count * plan.levels * dgk.CIPHERTEXT_BYTES
     # the thermometer ciphertexts decrypt to the thermometer bits
@@ -160,8 +160,8 @@ def test_encrypted_terms_zero_iff_relation_and_blinded() -> None:
         for j, bit in enumerate(th):
             o = (k * plan.levels + j) * 130
             assert CURVE.decrypt_small(dgk.as_curve_ciphertext(blob[o : o + 130]), 1) == bit
-    psp_c1 = {blob[o : o + 65] for o in range(0, len(blob), 130)}
-    sp = SpPools()
+    holder_c1 = {blob[o : o + 65] for o in range(0, len(blob), 130)}
+    sp = PspPools()  # the blinder
     for delta in (0, 1):
         terms = dgk.blind_terms(
             plan,
@@ -185,8 +185,8 @@ def test_encrypted_terms_zero_iff_relation_and_blinded() -> None:
                 if i not in zeros:  # blinded: the plaintext is a random scalar, not a small term
                     with pytest.raises(DecryptionError):
                         CURVE.decrypt_small(c, 1000)
-        # every term carries fresh SP randomness: no C1 of the PSP reappears
-        assert not psp_c1 & {terms[o : o + 65] for o in range(0, len(terms), 130)}
+        # every term carries the blinder's fresh randomness: no C1 of the key holder reappears
+        assert not holder_c1 & {terms[o : o + 65] for o in range(0, len(terms), 130)}
         assert dgk.zero_counts(plan, terms, count, CURVE) == [
             int(a < b) ^ delta for a, b in zip(a_s, b_s, strict=True)
         ]
@@ -217,7 +217,7 @@ def test_more_than_one_zero_term_is_a_protocol_error() -> None:
 
 def test_blind_terms_refuses_malformed_thermometers() -> None:
     plan = dgk.DigitPlan.create(4, 2)
-    pools, sp = PspPools(CURVE), SpPools()
+    pools, sp = SpPools(CURVE), PspPools()
     blob = dgk.encrypt_thermometers(plan, [3, 9], pools.bits)
     rnd, dum = sp.randomizers(CURVE.public_key.to_bytes()), sp.dummies
     with pytest.raises(EncodingError):
@@ -276,7 +276,8 @@ def test_batch_invert_differences_and_negation() -> None:
 
 
 def test_pools_draw_each_item_once_and_compute_shortfalls() -> None:
-    pools = PspPools(CURVE)
+    pools = SpPools(CURVE)
+    assert pools.key is CURVE and SpPools().key.to_bytes() != CURVE.to_bytes()
     pools.bits.fill(5)
     assert len(pools.bits) == 5
     items = pools.bits.draw(8)
@@ -286,7 +287,7 @@ def test_pools_draw_each_item_once_and_compute_shortfalls() -> None:
     c1, c20, c21 = items[0]
     assert CURVE.decrypt_small(dgk.as_curve_ciphertext(c1 + c20), 1) == 0
     assert CURVE.decrypt_small(dgk.as_curve_ciphertext(c1 + c21), 1) == 1
-    sp = SpPools()
+    sp = PspPools()
     pool = sp.randomizers(CURVE.public_key.to_bytes())
     assert sp.randomizers(CURVE.public_key.to_bytes()) is pool
     pool.target = 4
@@ -423,62 +424,74 @@ def test_differences_as_input_and_output_rerandomised() -> None:
     params = cmp.CompareParams(16, len(ds), cmp.OUTPUT_ENCRYPTED, digit_bits=3)
     state, masked = cmp.sp_masked(PK, params, diffs=[PK.encrypt(d) for d in ds])
     ps = cmp.psp_masked(PK, PSP_SHARE, masked, params)
-    bits = cmp.psp_bits(ps, cmp.sp_partials(state, SP_SHARE), PspPools(CURVE))
-    result, none = cmp.psp_result(ps, cmp.sp_terms(state, bits), CURVE)
-    assert none is None
-    plain_u = cmp.sp_finish(state, result)
-    fresh = cmp.sp_finish(state, result, rerandomize=True)
+    terms = cmp.psp_terms(ps, cmp.sp_partials(state, SP_SHARE), PspPools())
+    hints, plain_u = cmp.sp_result(state, terms)
+    assert hints is None and plain_u is not None  # output "encrypted": three messages, no hints
+    _, fresh = cmp.sp_result(state, terms, rerandomize=True)
+    assert fresh is not None
     assert [decrypt(c) for c in fresh] == [decrypt(c) for c in plain_u] == [int(d >= 0) for d in ds]
     assert all(a.c1 != b.c1 for a, b in zip(plain_u, fresh, strict=True))
 
 
-# -- the steps one by one, and what the PSP sees ------------------------------------------------
+# -- the steps one by one, and what each party sees --------------------------------------------
 
 
-def test_steps_one_by_one_and_the_psp_view() -> None:
+def test_steps_one_by_one_and_each_view() -> None:
     bits, count = 32, 30
     xs = [secrets.randbits(bits) for _ in range(count)]
     ys = [x if k % 2 else secrets.randbits(bits) for k, x in enumerate(xs)]
     params = cmp.CompareParams(bits, count, cmp.OUTPUT_PSP, digit_bits=2)
     inputs = ([PK.encrypt(v) for v in xs], [PK.encrypt(v) for v in ys])
-    state, masked = cmp.sp_masked(PK, params, xs=inputs[0], ys=inputs[1])
+    state, masked = cmp.sp_masked(PK, params, xs=inputs[0], ys=inputs[1], pools=SpPools(CURVE))
     msg = compare_pb2.CompareMasked.FromString(masked)
     assert msg.ciphertexts.count == params.layout(PK).count_plaintexts(count) == 3
     # re-randomised: no packed ciphertext shares c1 with an input
     packed = PK.ciphertexts_from_bytes(msg.ciphertexts.blob)
     assert not {c.c1 for c in packed} & {c.c1 for c in inputs[0] + inputs[1]}
+    # the SP's thermometers: of 2^l - 1 - (r mod 2^l), under its own key, sent with its key
+    low = (1 << bits) - 1
+    assert bytes(msg.curve_key) == CURVE.public_key.to_bytes()
+    assert msg.thermometers.count == count * params.plan.levels
+    for k in (0, count - 1):
+        want = params.plan.thermometer(low - (state.masks[k] & low))
+        o = k * params.plan.levels * 130
+        got = [
+            CURVE.decrypt_small(dgk.as_curve_ciphertext(msg.thermometers.blob[o + j * 130 : o + j * 130 + 130]), 1)
+            for j in range(params.plan.levels)
+        ]
+        assert got == want
 
     ps = cmp.psp_masked(PK, PSP_SHARE, masked)  # parameters taken from the SP's message
-    bits_msg = cmp.psp_bits(ps, cmp.sp_partials(state, SP_SHARE), PspPools(CURVE))
+    terms = cmp.psp_terms(ps, cmp.sp_partials(state, SP_SHARE), PspPools())
     z = [(1 << bits) + x - y for x, y in zip(xs, ys, strict=True)]
     # the PSP sees c = z + r: different from z in every slot, and z is recovered only with r
     assert all(c != zk for c, zk in zip(ps.values, z, strict=True))
     assert [c - r for c, r in zip(ps.values, state.masks, strict=True)] == z
     assert all(c >= (1 << (bits + 1)) for c in ps.values)  # the masks' kappa bits are there
 
-    terms = cmp.sp_terms(state, bits_msg)
     tmsg = compare_pb2.CompareTerms.FromString(terms)
-    assert tmsg.terms.count == count * params.plan.terms
-    hints = cmp._unpack_bits(tmsg.hints, count, "hints")
-    # the PSP gets r_l XOR delta, never r_l and delta apart
-    assert hints == [state.top(k) ^ state.deltas[k] for k in range(count)]
+    assert tmsg.terms.count == count * params.plan.terms and tmsg.ciphertexts.count == 0
+    # what the SP zero-tests out: lambda = [c^ < r^] XOR delta, delta the PSP's
     lam = dgk.lambdas(dgk.zero_counts(params.plan, tmsg.terms.blob, count, CURVE))
-    low = (1 << bits) - 1
-    assert lam == [int((c & low) < state.low(k)) ^ state.deltas[k] for k, c in enumerate(ps.values)]
-    result, out = cmp.psp_result(ps, terms, CURVE)
-    assert out == plain(xs, ys)
-    assert cmp.sp_finish(state, result) is None
+    assert lam == [int((c & low) < (state.masks[k] & low)) ^ ps.deltas[k] for k, c in enumerate(ps.values)]
+    hints, none = cmp.sp_result(state, terms)
+    assert none is None and hints is not None
+    # the PSP gets r_l XOR lambda, never r_l or lambda apart
+    got_hints = cmp._unpack_bits(compare_pb2.CompareHints.FromString(hints).hints, count, "hints")
+    assert got_hints == [state.top(k) ^ lam[k] for k in range(count)]
+    assert cmp.psp_finish(ps, hints) == plain(xs, ys)
 
 
 def test_lambda_alone_is_masked_by_delta() -> None:
-    """Equal inputs every time: what the PSP zero-tests out is lambda = t XOR delta, a coin flip."""
+    """Equal inputs every time: what the SP zero-tests out is lambda = t XOR delta, a coin flip."""
     count = 64
     params = cmp.CompareParams(8, count, cmp.OUTPUT_ENCRYPTED, digit_bits=4)
-    state, masked = cmp.sp_masked(PK, params, diffs=[PK.encrypt(0)] * count)
+    state, masked = cmp.sp_masked(PK, params, diffs=[PK.encrypt(0)] * count, pools=SpPools(CURVE))
     ps = cmp.psp_masked(PK, PSP_SHARE, masked, params)
-    bits_msg = cmp.psp_bits(ps, cmp.sp_partials(state, SP_SHARE), PspPools(CURVE))
-    terms = compare_pb2.CompareTerms.FromString(cmp.sp_terms(state, bits_msg))
-    assert terms.hints == b""  # output "encrypted": no hint goes to the PSP
+    terms = compare_pb2.CompareTerms.FromString(
+        cmp.psp_terms(ps, cmp.sp_partials(state, SP_SHARE), PspPools())
+    )
+    assert terms.ciphertexts.count == count  # E(u) for output "encrypted", nothing in the clear
     lam = dgk.zero_counts(params.plan, terms.terms.blob, count, CURVE)
     assert 8 < sum(lam) < count - 8  # P(fail) < 2^-20
 
@@ -489,12 +502,14 @@ def test_lambda_alone_is_masked_by_delta() -> None:
 @pytest.fixture(scope="module")
 def session() -> dict[str, Any]:
     params = cmp.CompareParams(8, 5, cmp.OUTPUT_PSP, digit_bits=2)
-    state, masked = cmp.sp_masked(PK, params, diffs=[PK.encrypt(v) for v in [0, 1, -1, 100, -100]])
+    state, masked = cmp.sp_masked(
+        PK, params, diffs=[PK.encrypt(v) for v in [0, 1, -1, 100, -100]], pools=SpPools(CURVE)
+    )
     partials = cmp.sp_partials(state, SP_SHARE)
     ps = cmp.psp_masked(PK, PSP_SHARE, masked, params)
-    pools = PspPools(CURVE)
-    bits = cmp.psp_bits(ps, partials, pools)
-    terms = cmp.sp_terms(state, bits)
+    pools = PspPools()
+    terms = cmp.psp_terms(ps, partials, pools)
+    hints, _ = cmp.sp_result(state, terms)
     return {
         "params": params,
         "state": state,
@@ -502,8 +517,8 @@ def session() -> dict[str, Any]:
         "partials": partials,
         "ps": ps,
         "pools": pools,
-        "bits": bits,
         "terms": terms,
+        "hints": hints,
     }
 
 
@@ -520,6 +535,7 @@ def _mutate(raw: bytes, cls: Any, **change: Any) -> bytes:
 
 def test_malformed_masked_is_refused(session: dict[str, Any]) -> None:
     masked = session["masked"]
+    blob = compare_pb2.CompareMasked.FromString(masked).thermometers.blob
     for bad in [
         b"\x0a\xff",
         _mutate(masked, compare_pb2.CompareMasked, ciphertexts__count=2),
@@ -529,6 +545,11 @@ def test_malformed_masked_is_refused(session: dict[str, Any]) -> None:
             ciphertexts=compare_pb2.CompareMasked.FromString(masked).ciphertexts
         ).SerializeToString(),
         _mutate(masked, compare_pb2.CompareMasked, params__digit_bits=0),
+        _mutate(masked, compare_pb2.CompareMasked, curve_key=b"\x02" + bytes(32)),
+        _mutate(masked, compare_pb2.CompareMasked, curve_key=b""),
+        _mutate(masked, compare_pb2.CompareMasked, thermometers__count=3),
+        _mutate(masked, compare_pb2.CompareMasked, thermometers__width=66),
+        _mutate(masked, compare_pb2.CompareMasked, thermometers__blob=blob[:-130]),
     ]:
         with pytest.raises(EncodingError):
             cmp.psp_masked(PK, PSP_SHARE, bad, session["params"])
@@ -537,9 +558,14 @@ def test_malformed_masked_is_refused(session: dict[str, Any]) -> None:
     other = dataclasses.replace(session["params"], output=cmp.OUTPUT_ENCRYPTED)
     with pytest.raises(ProtocolError):
         cmp.psp_masked(PK, PSP_SHARE, masked, other)
+    # a thermometer point in the wrong form is refused when the PSP uses it
+    bad_prefix = _mutate(masked, compare_pb2.CompareMasked, thermometers__blob=b"\x05" + blob[1:])
+    ps = cmp.psp_masked(PK, PSP_SHARE, bad_prefix, session["params"])
+    with pytest.raises(EncodingError):
+        cmp.psp_terms(ps, session["partials"], session["pools"])
 
 
-def test_malformed_partials_and_bits_are_refused(session: dict[str, Any]) -> None:
+def test_malformed_partials_are_refused(session: dict[str, Any]) -> None:
     ps, pools = session["ps"], session["pools"]
     partials = session["partials"]
     for bad in [
@@ -548,30 +574,17 @@ def test_malformed_partials_and_bits_are_refused(session: dict[str, Any]) -> Non
         _mutate(partials, compare_pb2.ComparePartials, partials__blob=b"\x00" * P.element_bytes),
     ]:
         with pytest.raises(EncodingError):
-            cmp.psp_bits(ps, bad, pools)
+            cmp.psp_terms(ps, bad, pools)
     wrong = compare_pb2.ComparePartials(
         partials=common_pb2.Batch(
             count=1, width=P.element_bytes, blob=(5).to_bytes(P.element_bytes, "big")
         )
     ).SerializeToString()
     with pytest.raises(DecryptionError):
-        cmp.psp_bits(ps, wrong, pools)
-    state, bits = session["state"], session["bits"]
-    blob = compare_pb2.CompareBits.FromString(bits).ciphertexts.blob
-    for bad in [
-        b"\xff",
-        _mutate(bits, compare_pb2.CompareBits, curve_key=b"\x02" + bytes(32)),
-        _mutate(bits, compare_pb2.CompareBits, curve_key=b""),
-        _mutate(bits, compare_pb2.CompareBits, ciphertexts__count=3),
-        _mutate(bits, compare_pb2.CompareBits, ciphertexts__width=66),
-        _mutate(bits, compare_pb2.CompareBits, ciphertexts__blob=blob[:-130]),
-        _mutate(bits, compare_pb2.CompareBits, ciphertexts__blob=b"\x05" + blob[1:]),
-    ]:
-        with pytest.raises(EncodingError):
-            cmp.sp_terms(state, bad)
+        cmp.psp_terms(ps, wrong, pools)
 
 
-def test_malformed_terms_and_results_are_refused(session: dict[str, Any]) -> None:
+def test_malformed_terms_and_hints_are_refused(session: dict[str, Any]) -> None:
     ps, terms, state = session["ps"], session["terms"], session["state"]
     blob = compare_pb2.CompareTerms.FromString(terms).terms.blob
     broken = bytearray(blob)
@@ -584,25 +597,36 @@ def test_malformed_terms_and_results_are_refused(session: dict[str, Any]) -> Non
         _mutate(terms, compare_pb2.CompareTerms, terms__blob=blob[:-1]),
         _mutate(terms, compare_pb2.CompareTerms, terms__blob=bytes(broken)),
         _mutate(terms, compare_pb2.CompareTerms, terms__blob=bytes(broken2)),
-        _mutate(terms, compare_pb2.CompareTerms, hints=b""),
-        _mutate(terms, compare_pb2.CompareTerms, hints=b"\xff"),  # padding bits set (5 comparisons)
-        _mutate(terms, compare_pb2.CompareTerms, hints=b"\x00\x00"),
+        _mutate(terms, compare_pb2.CompareTerms, ciphertexts__count=1),  # output "psp": none
     ]:
         with pytest.raises(EncodingError):
-            cmp.psp_result(ps, bad, CURVE)
-    _, bits = cmp.psp_result(ps, terms, CURVE)
-    assert len(bits) == 5
+            cmp.sp_result(state, bad)
+    hints = session["hints"]
+    assert len(cmp.psp_finish(ps, hints)) == 5
+    for bad in [
+        b"\xff",
+        compare_pb2.CompareHints(hints=b"").SerializeToString(),
+        compare_pb2.CompareHints(hints=b"\xff").SerializeToString(),  # padding bits (5 comparisons)
+        compare_pb2.CompareHints(hints=b"\x00\x00").SerializeToString(),
+    ]:
+        with pytest.raises(EncodingError):
+            cmp.psp_finish(ps, bad)
+    early = dataclasses.replace(ps, deltas=[])
     with pytest.raises(ProtocolError):
-        cmp.sp_finish(state, compare_pb2.CompareResult(count=4).SerializeToString())
-    with pytest.raises(EncodingError):
-        cmp.sp_finish(
-            state,
-            compare_pb2.CompareResult(
-                count=5, ciphertexts=common_pb2.Batch(count=1)
-            ).SerializeToString(),
-        )
-    with pytest.raises(EncodingError):
-        cmp.sp_finish(state, b"\x08")
+        cmp.psp_finish(early, hints)
+    # output "encrypted": the E(u) batch must have one ciphertext per comparison
+    params = dataclasses.replace(session["params"], output=cmp.OUTPUT_ENCRYPTED)
+    st, masked = cmp.sp_masked(PK, params, diffs=[PK.encrypt(v) for v in [0, 1, -1, 2, -2]])
+    p2 = cmp.psp_masked(PK, PSP_SHARE, masked, params)
+    good = cmp.psp_terms(p2, cmp.sp_partials(st, SP_SHARE), PspPools())
+    for bad in [
+        _mutate(good, compare_pb2.CompareTerms, ciphertexts__count=4),
+        _mutate(good, compare_pb2.CompareTerms, ciphertexts__blob=b"\x00" * 7),
+    ]:
+        with pytest.raises(EncodingError):
+            cmp.sp_result(st, bad)
+    _, out = cmp.sp_result(st, good)
+    assert out is not None and [decrypt(c) for c in out] == [1, 1, 0, 1, 0]
 
 
 def test_sp_inputs_are_checked() -> None:
@@ -626,8 +650,8 @@ def test_registered_and_startable_by_a_peer() -> None:
     spec = get_protocol("compare")
     assert spec.roles == ("sp", "psp")
     names = [s.name for s in spec.steps]
-    assert names[:5] == ["masked", "partials", "bits", "terms", "result"]
-    assert f"{cmp.MAX_CHUNKS - 1}.result" in names and len(names) == 5 * (cmp.MAX_CHUNKS + 1)
+    assert names[:4] == ["masked", "partials", "terms", "hints"]
+    assert f"{cmp.MAX_CHUNKS - 1}.hints" in names and len(names) == 4 * (cmp.MAX_CHUNKS + 1)
 
     class FakeParty:
         def require_key(self) -> tuple[PublicKey, KeyShare]:
@@ -640,9 +664,10 @@ def test_registered_and_startable_by_a_peer() -> None:
     raw = cmp.CompareParams(16, 4, cmp.OUTPUT_ENCRYPTED).to_proto().SerializeToString()
     inputs = spec.responder_inputs(party, raw)
     assert inputs["params"] == cmp.CompareParams(16, 4, cmp.OUTPUT_ENCRYPTED)
-    assert inputs["curve_key"] is party.curve_key and inputs["pools"] is party.compare_pools
+    assert isinstance(inputs["pools"], PspPools) and inputs["pools"] is party.compare_pools
+    assert "curve_key" not in inputs  # the PSP needs no curve key of its own to compare
     again = spec.responder_inputs(party, raw)
-    assert again["curve_key"] is inputs["curve_key"] and again["pools"] is inputs["pools"]
+    assert again["pools"] is inputs["pools"]
     with pytest.raises(EncodingError):
         spec.responder_inputs(party, b"\x08\x00\x10\x00")
 
@@ -662,12 +687,7 @@ class _TwoBatches(ProtocolSpec):
 
     class Psp:
         async def run(self, ctx: SessionContext) -> object:
-            common = {
-                "pk": PK,
-                "share": PSP_SHARE,
-                "curve_key": CURVE,
-                "pools": ctx.inputs["pools"],
-            }
+            common = {"pk": PK, "share": PSP_SHARE, "pools": ctx.inputs["pools"]}
             a = await cmp.compare_batch(ctx, **common, prefix="first.")
             b = await cmp.compare_batch(ctx, **common, prefix="second.")
             return a, b
@@ -682,7 +702,7 @@ def test_compare_batch_inside_another_protocol() -> None:
     try:
         p1 = cmp.CompareParams(4, 3, cmp.OUTPUT_PSP, digit_bits=1)
         p2 = cmp.CompareParams(4, 2, cmp.OUTPUT_ENCRYPTED, digit_bits=3)
-        sp_common = {"pk": PK, "share": SP_SHARE, "pools": SpPools()}
+        sp_common = {"pk": PK, "share": SP_SHARE, "pools": SpPools(CURVE)}
         out = run(
             _TwoBatches.name,
             {
@@ -698,7 +718,7 @@ def test_compare_batch_inside_another_protocol() -> None:
                         "diffs": [PK.encrypt(v) for v in (-1, 15)],
                     },
                 },
-                "psp": {"pools": PspPools(CURVE)},
+                "psp": {"pools": PspPools()},
             },
         )
         (sp_a, sp_b), (psp_a, psp_b) = out["sp"], out["psp"]
@@ -706,19 +726,6 @@ def test_compare_batch_inside_another_protocol() -> None:
         assert psp_b is None and [decrypt(c) for c in sp_b] == [0, 1]
     finally:
         unregister_protocol(_TwoBatches.name)
-    with pytest.raises(ParameterError):  # pools of another key
-        run(
-            "compare",
-            {
-                **compare_inputs(cmp.CompareParams(4, 1), [1], [2]),
-                "psp": {
-                    "pk": PK,
-                    "share": PSP_SHARE,
-                    "curve_key": CURVE,
-                    "pools": PspPools(CurvePrivateKey.generate()),
-                },
-            },
-        )
 
 
 # -- between two party servers, over gRPC ------------------------------------------------------
@@ -751,4 +758,4 @@ async def test_compare_between_party_servers(parties: Any) -> None:
                 combine(c, [sp_share.partial_decrypt(c), psp_share.partial_decrypt(c)]) for c in out
             ]
             assert got == plain(xs, ys)
-    assert isinstance(parties.psp.curve_key, CurvePrivateKey)
+    assert isinstance(parties.psp.compare_pools, PspPools)

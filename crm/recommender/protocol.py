@@ -21,13 +21,12 @@ SP inputs: ``layout``, ``pk``, ``share``, ``records`` (every user's
 :class:`UserRecord`, user order), ``blocks`` (``build_blocks``), ``target``
 (A's position), ``delta``, optional ``run_crypto``, ``compare_pools``.
 PSP inputs: ``layout``, ``pk``, ``share``, ``records``, ``blocks``,
-``curve_key``, optional ``compare_pools``, ``run_crypto``.
+optional ``compare_pools``, ``run_crypto``.
 SP result: the aggregate ciphertexts; PSP result: None.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
@@ -43,7 +42,7 @@ from crm.recommender.private import (
     unmask_target,
 )
 from mpc.comparison.masking import draw_masks
-from mpc.comparison.pools import PspPools
+from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, combine_many
 from mpc.errors import EncodingError, LayoutError, ParameterError
 from mpc.packing import pack_bits, pack_masks
@@ -56,7 +55,7 @@ from mpc.protocols.wire import (
     elements_from_batch,
     parse_message,
 )
-from mpc.v1 import compare_pb2, recommend_pb2
+from mpc.v1 import recommend_pb2
 
 RunCrypto = Callable[..., Awaitable[Any]]
 CMP = "cmp-"
@@ -115,7 +114,12 @@ def read_batch(pk: PublicKey, data: bytes, count: int, what: str) -> list[Cipher
 
 
 def sp_masked_sims(
-    layout: RecLayout, pk: PublicKey, params: compare.CompareParams, sims: Sequence[Ciphertext], delta: int
+    layout: RecLayout,
+    pk: PublicKey,
+    params: compare.CompareParams,
+    sims: Sequence[Ciphertext],
+    delta: int,
+    pools: SpPools | None = None,
 ) -> tuple[compare.SpState, bytes]:
     """The comparison's first step fed with packed similarities: slot k gets 2^l - delta + r_k.
 
@@ -126,7 +130,6 @@ def sp_masked_sims(
         raise ParameterError(f"delta must be in [0, 2^{layout.sim_bits})")
     cl = params.layout(pk)
     masks = draw_masks(cl, params.count)
-    deltas = [secrets.randbits(1) for _ in range(params.count)]
     packed = []
     k = cl.capacity
     for b, ct in enumerate(sims):
@@ -134,8 +137,7 @@ def sp_masked_sims(
         offset = pack_bits([(1 << params.bits) - delta] * n, cl.slot_bits)
         offset += pack_masks(cl, masks[b * k : b * k + n])
         packed.append(pk.rerandomize(ct.add_plain(offset)))
-    msg = compare_pb2.CompareMasked(params=params.to_proto(), ciphertexts=ciphertext_batch(pk, packed))
-    return compare.SpState(pk, params, cl, masks, deltas, packed), msg.SerializeToString()
+    return compare.sp_message(pk, params, cl, masks, packed, pools)
 
 
 def selection_bits(pk: PublicKey, results: Sequence[Ciphertext], target: int) -> list[Ciphertext]:
@@ -211,12 +213,11 @@ class SpRecommend:
         sims = await sp_similarities(ctx, layout, pk, share, i["records"], i["blocks"], i["target"], rc)
 
         # The comparison with delta, output encrypted, fed with the packed similarities.
-        state, first = await rc(sp_masked_sims, layout, pk, compare_params(layout), sims, i["delta"])
-        await ctx.send("psp", CMP + "masked", first)
-        await ctx.send("psp", CMP + "partials", await rc(compare.sp_partials, state, share))
-        bits = await ctx.receive("psp", CMP + "bits")
-        await ctx.send("psp", CMP + "terms", await rc(compare.sp_terms, state, bits, i.get("compare_pools")))
-        results = await rc(compare.sp_finish, state, await ctx.receive("psp", CMP + "result"))
+        state, first = await rc(
+            sp_masked_sims, layout, pk, compare_params(layout), sims, i["delta"], i.get("compare_pools")
+        )
+        results = await compare.sp_rounds(ctx, state, first, share, rc, CMP)
+        assert results is not None
 
         chosen = await rc(selection_bits, pk, results, i["target"])
         return await sp_aggregate(ctx, layout, pk, share, i["records"], chosen, rc)
@@ -235,9 +236,8 @@ class PspRecommend:
             ctx,
             pk=pk,
             share=share,
-            curve_key=i["curve_key"],
             params=compare_params(layout),
-            pools=i.get("compare_pools") or PspPools(i["curve_key"]),
+            pools=i.get("compare_pools") or PspPools(),
             run_crypto=rc,
             prefix=CMP,
         )

@@ -120,19 +120,18 @@ class PspRank:
         pk: PublicKey = i["pk"]
         share: KeyShare = i["share"]
         rc: RunCrypto = i.get("run_crypto") or _inline
-        key = i["curve_key"]
-        pools = i.get("compare_pools") or PspPools(key)
+        pools = i.get("compare_pools") or PspPools()
         n = layout.n_users
 
         await psp_ranked_singles(ctx, layout, pk, share, i["blocks"], rc)
         count = (n - 1) * (n - 2) // 2
         if count:
             await compare.psp_compare(
-                ctx, pk=pk, share=share, curve_key=key, pools=pools, run_crypto=rc, prefix="p-",
+                ctx, pk=pk, share=share, pools=pools, run_crypto=rc, prefix="p-",
                 params=compare.CompareParams(layout.ranked_bits, count, output=compare.OUTPUT_ENCRYPTED, chunks=compare.PIPELINE),
             )
         await compare.psp_compare(
-            ctx, pk=pk, share=share, curve_key=key, pools=pools, run_crypto=rc, prefix="s-",
+            ctx, pk=pk, share=share, pools=pools, run_crypto=rc, prefix="s-",
             params=compare.CompareParams(rank_bits(n), n - 1, output=compare.OUTPUT_ENCRYPTED, chunks=compare.PIPELINE),
         )
         await psp_aggregate(ctx, layout, pk, share, i["records"], rc)

@@ -66,7 +66,6 @@ from crm.recommender.private import (
 from crm.recommender.protocol import compare_params  # importing it registers "recommend"
 from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, PublicKey, sum_ciphertexts
-from mpc.elgamal.curve import CurvePrivateKey
 from mpc.elgamal.params import GroupParams
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
@@ -392,13 +391,15 @@ class RecommenderService:
         else:
             plan, count, joint = compare_params(self.layout).plan, n, n
         self._per_query = {"levels": count * plan.levels, "terms": count * plan.terms}
-        self.sp_pools = SpPools()
         party.pool_target = max(party.pool_target, joint + 4 * self.layout.n_blocks + 64)
+        self.sp_pools: SpPools | None = None
         if party.role == "sp":
             party.upload_handlers[REC_KIND] = self.upload
             party.fetch_handlers[RESULT_KIND] = self.ensure_result
-            self.sp_pools.dummies.target = self._per_query["terms"]
-            self.sp_pools.dummies.start(idle=self._idle)
+            # The SP's zero-test key is kept (mode 0600) in its data directory.
+            self.sp_pools = SpPools(party.curve_key)
+            self.sp_pools.bits.target = self._per_query["levels"]
+            self.sp_pools.bits.start(idle=self._idle)
         else:
             party.responders["recommend"] = self.psp_recommend_inputs
             party.responders["recommend-topn"] = self.psp_recommend_inputs
@@ -408,29 +409,29 @@ class RecommenderService:
     def _idle(self) -> bool:
         return not self.party.active_sessions and self.party.busy == 0
 
-    def psp_pools(self) -> tuple[CurvePrivateKey, PspPools]:
-        """The PSP's zero-test key (kept with mode 0600 in its data directory) and its pools."""
-        key = self.party.curve_key
-        pools = getattr(self.party, "compare_pools", None)
-        if pools is None or pools.key.to_bytes() != key.to_bytes():
-            pools = PspPools(key)
-            pools.bits.target = self._per_query["levels"]
-            pools.bits.start(idle=self._idle)
-            self.party.compare_pools = pools
-        return key, pools
+    def psp_pools(self) -> PspPools:
+        """The PSP's pools: dummy terms at once, term randomizers for every SP key seen.
 
-    def _start_sp_pools(self) -> None:
-        """After the first query the SP knows the PSP's curve key: precompute its randomizers."""
-        for pool in self.sp_pools._randomizers.values():
+        The randomizers depend on the SP's curve key, which the PSP learns in a
+        query; from then on they are precomputed in idle time.
+        """
+        pools = getattr(self.party, "compare_pools", None)
+        if not isinstance(pools, PspPools):
+            pools = PspPools()
+            pools.dummies.target = self._per_query["terms"]
+            pools.dummies.start(idle=self._idle)
+            self.party.compare_pools = pools
+        for pool in pools._randomizers.values():
             if pool.target == 0:
                 pool.target = self._per_query["terms"]
                 pool.start(idle=self._idle)
+        return pools
 
     def stop_pools(self) -> None:
-        pools = [self.sp_pools.dummies, *self.sp_pools._randomizers.values()]
+        pools = [] if self.sp_pools is None else [self.sp_pools.bits]
         psp = getattr(self.party, "compare_pools", None)
-        if psp is not None:
-            pools.append(psp.bits)
+        if isinstance(psp, PspPools):
+            pools.extend([psp.dummies, *psp._randomizers.values()])
         for pool in pools:
             pool.stop()
 
@@ -598,7 +599,6 @@ class RecommenderService:
             },
             timeout=time_left,
         )
-        self._start_sp_pools()
         dt = time.perf_counter() - t0
         self.stats["computed"] += 1
         self.stats["compute_s"] += dt
@@ -682,14 +682,13 @@ class RecommenderService:
             )
         pk, share = self.party.require_key()
         records, blocks = self._ready_sync()  # normally nothing left to do: replicas rebuild their block
-        key, pools = self.psp_pools()
+        pools = self.psp_pools()
         return {
             "layout": self.layout,
             "pk": pk,
             "share": share,
             "records": records,
             "blocks": blocks,
-            "curve_key": key,
             "compare_pools": pools,
             "top_n": self.params.top_n,
             "run_crypto": self.party.run_crypto,

@@ -385,8 +385,7 @@ class PspTopN:
         blocks: list[list[Ciphertext]] = i["blocks"]
         top_n: int = i["top_n"]
         rc: RunCrypto = i.get("run_crypto") or _inline
-        key = i["curve_key"]
-        pools = i.get("compare_pools") or PspPools(key)
+        pools = i.get("compare_pools") or PspPools()
 
         await psp_ranked_singles(ctx, layout, pk, share, blocks, rc)
 
@@ -399,7 +398,7 @@ class PspTopN:
             pairs = sel.pairs()
             await ctx.send("sp", f"q{rnd}", encode_pairs(pairs))
             bits = await compare.psp_compare(
-                ctx, pk=pk, share=share, curve_key=key,
+                ctx, pk=pk, share=share,
                 params=compare.CompareParams(layout.ranked_bits, len(pairs), chunks=compare.PIPELINE),
                 pools=pools, run_crypto=rc, prefix=f"r{rnd}-",
             )

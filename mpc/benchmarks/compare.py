@@ -20,7 +20,7 @@ each digit width asked for, and reports:
   fixed-base comb), zero tests (ECDH), joint-key encryptions, bytes sent;
 * ``precomputed``: what the pools held before the clock started, how many
   items the batch used and what they cost to make (``ms_per_comparison``):
-  the PSP's encryptions of bits under its curve key, the SP's term
+  the SP's encryptions of bits under its curve key, the PSP's term
   randomizers and dummy terms, encryptions of zero under the joint key (the
   SP's re-randomisation of packed values, the PSP's encrypted output bits).
   That work is done in idle time and is NOT in ``ms_per_comparison``;
@@ -120,8 +120,8 @@ class _Parties:
         self.share_sp: KeyShare = s_sp
         self.share_psp: KeyShare = s_psp
         self.curve = CurvePrivateKey.generate()
-        self.sp_pools = SpPools()
-        self.psp_pools = PspPools(self.curve)
+        self.sp_pools = SpPools(self.curve)  # the SP's zero-test key
+        self.psp_pools = PspPools()
 
     def warm(self) -> None:
         self.pk_sp.encrypt(0)
@@ -135,9 +135,9 @@ class _Parties:
     def pools(self) -> dict[str, Any]:
         y = self.curve.public_key.to_bytes()
         return {
-            "psp_bit_encryptions": self.psp_pools.bits,
-            "sp_randomizers": self.sp_pools.randomizers(y),
-            "sp_dummies": self.sp_pools.dummies,
+            "sp_bit_encryptions": self.sp_pools.bits,
+            "psp_randomizers": self.psp_pools.randomizers(y),
+            "psp_dummies": self.psp_pools.dummies,
             "sp_joint_zero_pool": self.pk_sp.pool,
             "psp_joint_zero_pool": self.pk_psp.pool,
         }
@@ -154,9 +154,9 @@ def _fill(parties: _Parties, params: cmp.CompareParams, log: Log) -> dict[str, f
     plan = params.plan
     packed = params.layout(parties.pk_sp).count_plaintexts(k)
     want = {
-        "psp_bit_encryptions": k * plan.levels,
-        "sp_randomizers": k * plan.terms,
-        "sp_dummies": k * plan.terms // 2 + 16,
+        "sp_bit_encryptions": k * plan.levels,
+        "psp_randomizers": k * plan.terms,
+        "psp_dummies": k * plan.terms // 2 + 16,
         "sp_joint_zero_pool": packed,
         "psp_joint_zero_pool": k if params.output == cmp.OUTPUT_ENCRYPTED else 0,
     }
@@ -200,7 +200,6 @@ async def _one_batch(
                 "psp": {
                     "pk": parties.pk_psp,
                     "share": parties.share_psp,
-                    "curve_key": parties.curve,
                     "params": params,
                     "pools": parties.psp_pools,
                     "run_crypto": clock_psp,
@@ -298,9 +297,9 @@ def run_batch(
         "packing_ms": round(c_sp.cpu.get("sp_masked", 0.0) * ms, 4),
         "dgk_ms": round(
             (
-                c_sp.cpu.get("sp_terms", 0.0)
-                + c_psp.cpu.get("psp_bits", 0.0)
-                + c_psp.cpu.get("psp_result", 0.0)
+                c_psp.cpu.get("psp_terms", 0.0)
+                + c_sp.cpu.get("sp_result", 0.0)
+                + c_psp.cpu.get("psp_finish", 0.0)
             )
             * ms,
             4,

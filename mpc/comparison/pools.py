@@ -7,16 +7,18 @@ moves work to idle time, never changes results. Each pool records what it
 cost: ``made`` items in ``seconds``, of which ``on_demand`` were computed
 during a draw.
 
-The pools of the comparison:
+The pools of the comparison (the party holding the zero-test key encrypts
+thermometers, the other blinds terms; in protocol "compare" the SP holds the
+key, in churn scoring the PSP does):
 
-* PSP, :func:`bit_encryption_pool`: encryptions of bits under its own curve
-  key, as (C1, C2 for bit 0, C2 for bit 1) in uncompressed encodings. C1 = rG
-  and C2 = rY (+ G), with r fresh per item; a bit is encrypted by picking the
-  C2 that matches, so the online cost is a byte copy.
-* SP, :func:`randomizer_pool`: pairs (sG, sY) under the PSP's public key Y,
-  the fresh SP randomness added to every blinded term.
-* SP, :func:`dummy_pool`: two independent uniform points, the encoding of a
-  dummy term (a term that cannot be zero, see :mod:`mpc.comparison.dgk`).
+* key holder, :func:`bit_encryption_pool`: encryptions of bits under its own
+  curve key, as (C1, C2 for bit 0, C2 for bit 1) in uncompressed encodings.
+  C1 = rG and C2 = rY (+ G), with r fresh per item; a bit is encrypted by
+  picking the C2 that matches, so the online cost is a byte copy.
+* blinder, :func:`randomizer_pool`: pairs (sG, sY) under the key holder's
+  public key Y, the fresh randomness added to every blinded term.
+* blinder, :func:`dummy_pool`: two independent uniform points, the encoding of
+  a dummy term (a term that cannot be zero, see :mod:`mpc.comparison.dgk`).
 
 The joint-key side uses :attr:`mpc.elgamal.PublicKey.pool` (encryptions of
 zero for re-randomisation and for the PSP's encrypted output bits).
@@ -51,10 +53,10 @@ BitEncryption = tuple[bytes, bytes, bytes]
 
 
 def bit_encryption_pool(key: CurvePrivateKey | bytes, target: int = 0) -> Pool[BitEncryption]:
-    """Encryptions of bits under the PSP's curve key: (rG, rY, rY + G) for fresh r.
+    """Encryptions of bits under a curve key: (rG, rY, rY + G) for fresh r.
 
-    ``key`` is the PSP's private key (the PSP itself) or its compressed public
-    key (anyone else, e.g. a customer encrypting its attributes). C2 = rY uses
+    ``key`` is the holder's private key (the holder itself) or its compressed
+    public key (anyone else, e.g. a customer encrypting its attributes). C2 = rY uses
     a comb of the public key (ephemeral r only), so the secret x never enters
     variable-time code.
     """
@@ -78,7 +80,7 @@ def bit_encryption_pool(key: CurvePrivateKey | bytes, target: int = 0) -> Pool[B
 
 
 def randomizer_pool(public_key: bytes, target: int = 0) -> Pool[tuple[ec.Point, ec.Point]]:
-    """The SP's fresh randomness (sG, sY) under the PSP's public key (compressed bytes)."""
+    """The blinder's fresh randomness (sG, sY) under the key holder's public key (compressed)."""
 
     def make(count: int) -> list[tuple[ec.Point, ec.Point]]:
         gcomb, ycomb = ec.base_comb(), ec.comb_for(public_key)
@@ -110,10 +112,13 @@ def dummy_pool(target: int = 0) -> Pool[bytes]:
 
 
 @dataclass
-class PspPools:
-    """What the PSP precomputes: encryptions of bits under its curve key."""
+class SpPools:
+    """What the SP precomputes: encryptions of bits under its own curve (zero-test) key.
 
-    key: CurvePrivateKey
+    ``key`` defaults to a fresh key; a party passes its persistent one.
+    """
+
+    key: CurvePrivateKey = field(default_factory=CurvePrivateKey.generate)
     bits: Pool[BitEncryption] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -124,14 +129,14 @@ class PspPools:
 
 
 @dataclass
-class SpPools:
-    """What the SP precomputes: term randomizers (per PSP key) and dummy terms."""
+class PspPools:
+    """What the PSP precomputes: term randomizers (per SP key) and dummy terms."""
 
     dummies: Pool[bytes] = field(default_factory=dummy_pool)
     _randomizers: dict[bytes, Pool[tuple[ec.Point, ec.Point]]] = field(default_factory=dict)
 
     def randomizers(self, public_key: bytes) -> Pool[tuple[ec.Point, ec.Point]]:
-        """The randomizer pool for the PSP key ``public_key`` (created empty on first use)."""
+        """The randomizer pool for the SP key ``public_key`` (created empty on first use)."""
         pool = self._randomizers.get(public_key)
         if pool is None:
             pool = randomizer_pool(public_key)

@@ -181,7 +181,7 @@ def _read_secret(path: Path) -> bytes:
 
 
 def load_or_create_curve_key(data_dir: Path) -> CurvePrivateKey:
-    """The PSP's own curve key for zero tests: created once, written with mode 0600, reloaded."""
+    """A server's own curve key for zero tests: created once, written with mode 0600, reloaded."""
     path = Path(data_dir) / CURVE_KEY_FILE
     if path.exists():
         return CurvePrivateKey.from_bytes(_read_secret(path))

@@ -312,9 +312,12 @@ class PartyServer:
 
     @functools.cached_property
     def curve_key(self) -> CurvePrivateKey:
-        """The PSP's own curve key (zero tests; customers encrypt under its public half)."""
-        if self.role != "psp":
-            raise ParameterError("only the PSP holds a curve key")
+        """This server's own curve key, kept (mode 0600) in its data directory.
+
+        The PSP's: customers encrypt churn attributes under its public half
+        (published in :meth:`public_key_info`). The SP's: the zero tests of
+        protocol "compare" (sent in each comparison, never published).
+        """
         return load_or_create_curve_key(self.config.data_dir)
 
     async def _initiate_keygen(self, patience_s: float = 600.0) -> None:

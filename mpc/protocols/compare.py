@@ -8,35 +8,35 @@ statement are in docs/protocols/compare.md; the raw maths in
 :mod:`mpc.comparison`. Steps (one message each, carrying the whole batch):
 
 1. ``masked`` (SP -> PSP): z_k = 2^l + x_k - y_k plus the SP's mask r_k,
-   packed many per ciphertext and re-randomised (:mod:`mpc.comparison.masking`).
-2. ``partials`` (SP -> PSP): the SP's partial decryptions of those. The PSP
-   computes its own meanwhile, combines, and reads c_k = z_k + r_k per slot.
-3. ``bits`` (PSP -> SP): the digit thermometers of c_k mod 2^l encrypted under
-   the PSP's curve key, and that key.
-4. ``terms`` (SP -> PSP): DGK terms comparing them with r_k mod 2^l, blinded
-   and shuffled (:mod:`mpc.comparison.dgk`); for output "psp" also one hint
-   bit per comparison, (r_k bit l) XOR delta_k.
-5. ``result`` (PSP -> SP): the PSP zero-tests the terms and gets
-   lambda_k = [c_k mod 2^l < r_k mod 2^l] XOR delta_k. Output "psp": it
-   computes the result bit (c_k bit l) XOR lambda_k XOR hint_k and sends a
-   count. Output "encrypted": it sends E(u_k), u_k = (c_k bit l) XOR lambda_k,
-   and the SP turns it into E([x_k >= y_k]) = E(u_k XOR (r_k bit l) XOR delta_k).
+   packed many per ciphertext and re-randomised (:mod:`mpc.comparison.masking`);
+   with them, the digit thermometers of a_k = 2^l - 1 - (r_k mod 2^l) encrypted
+   under the SP's own curve key (from a pool filled in idle time), and that key.
+2. ``partials`` (SP -> PSP): the SP's partial decryptions of the packed values.
+   The PSP computes its own meanwhile, combines, and reads c_k = z_k + r_k.
+3. ``terms`` (PSP -> SP): DGK terms comparing a_k with b_k = 2^l - 1 -
+   (c_k mod 2^l), blinded and shuffled (:mod:`mpc.comparison.dgk`), with the
+   PSP's random bit delta_k; for output "encrypted" also E(u_k),
+   u_k = (c_k bit l) XOR delta_k, under the joint key.
+4. ``hints`` (SP -> PSP, output "psp" only): the SP zero-tests the terms and
+   gets lambda_k = [c_k mod 2^l < r_k mod 2^l] XOR delta_k; it sends
+   v_k = (r_k bit l) XOR lambda_k, and the PSP's result is
+   (c_k bit l) XOR delta_k XOR v_k. For output "encrypted" the SP computes
+   E([x_k >= y_k]) = E(u_k XOR v_k) itself: three messages in all.
 
 The step functions below (``sp_masked``, ``psp_masked``, ``sp_partials``,
-``psp_bits``, ``sp_terms``, ``psp_result``, ``sp_finish``) are pure apart
-from their randomness and take and return serialised messages; the roles'
-``run`` only moves those between them. Other protocols reuse the comparison
-inside their own sessions with :func:`compare_batch` and
-:func:`compare_steps`.
+``psp_terms``, ``sp_result``, ``psp_finish``) are pure apart from their
+randomness and take and return serialised messages; the roles' ``run`` only
+moves those between them. Other protocols reuse the comparison inside their
+own sessions with :func:`compare_batch` and :func:`compare_steps`.
 
 SP inputs: ``pk``, ``share``, ``params`` (:class:`CompareParams`), ``diffs`` or
 ``xs`` and ``ys`` (lists of joint-key ciphertexts), optional ``pools``
-(:class:`~mpc.comparison.pools.SpPools`), ``run_crypto``, ``rerandomize``.
-PSP inputs: ``pk``, ``share``, ``curve_key`` (its
-:class:`~mpc.elgamal.curve.CurvePrivateKey`), optional ``params`` (checked
-against the SP's), ``pools`` (:class:`~mpc.comparison.pools.PspPools`),
-``run_crypto``. Results: SP, a list of K ciphertexts (output "encrypted") or
-None; PSP, a list of K bits (output "psp") or None.
+(:class:`~mpc.comparison.pools.SpPools`: its curve key and bit encryptions),
+``run_crypto``, ``rerandomize``. PSP inputs: ``pk``, ``share``, optional
+``params`` (checked against the SP's; required for a pipelined batch),
+``pools`` (:class:`~mpc.comparison.pools.PspPools`: term randomizers and
+dummies), ``run_crypto``. Results: SP, a list of K ciphertexts (output
+"encrypted") or None; PSP, a list of K bits (output "psp") or None.
 """
 
 from __future__ import annotations
@@ -85,15 +85,16 @@ __all__ = [
     "chunk_sizes",
     "compare_batch",
     "compare_steps",
-    "psp_bits",
     "psp_compare",
+    "psp_finish",
     "psp_masked",
-    "psp_result",
+    "psp_terms",
     "sp_compare",
-    "sp_finish",
     "sp_masked",
+    "sp_message",
     "sp_partials",
-    "sp_terms",
+    "sp_result",
+    "sp_rounds",
 ]
 
 OUTPUT_PSP = "psp"
@@ -105,9 +106,9 @@ _OUTPUTS = {
 _OUTPUT_NAMES = {v: k for k, v in _OUTPUTS.items()}
 
 DEFAULT_DIGIT_BITS = 4
-"""Digit width of the DGK step. At l = 32, 4-bit digits need 9 terms (zero
-tests, and blindings at the SP) per comparison instead of 33 for the bitwise
-protocol, for 120 PSP encryptions instead of 32, all precomputed in idle time;
+"""Digit width of the DGK step. At l = 32, 4-bit digits need 9 terms (blindings
+at the PSP, zero tests at the SP) per comparison instead of 33 for the bitwise
+protocol, for 120 SP bit encryptions instead of 32, all precomputed in idle time;
 see docs/protocols/compare.md and the benchmark for the trade-off."""
 
 MAX_CHUNKS = 16
@@ -239,22 +240,43 @@ def _unpack_bits(data: bytes, count: int, what: str) -> list[int]:
 
 @dataclass
 class SpState:
-    """The SP's secrets for one batch: masks r_k and bits delta_k (never sent)."""
+    """The SP's secrets for one batch: the masks r_k (never sent) and its zero-test key."""
 
     pk: PublicKey
     params: CompareParams
     layout: SlotLayout
     masks: list[int]
-    deltas: list[int]
     packed: list[Ciphertext]
-
-    def low(self, k: int) -> int:
-        """r_k mod 2^l."""
-        return self.masks[k] & ((1 << self.params.bits) - 1)
+    key: CurvePrivateKey
 
     def top(self, k: int) -> int:
         """Bit l of r_k."""
         return (self.masks[k] >> self.params.bits) & 1
+
+
+def sp_message(
+    pk: PublicKey,
+    params: CompareParams,
+    layout: SlotLayout,
+    masks: list[int],
+    packed: list[Ciphertext],
+    pools: SpPools | None = None,
+) -> tuple[SpState, bytes]:
+    """The ``masked`` message for packed, masked ciphertexts, with the SP's thermometers.
+
+    The thermometers are those of a_k = 2^l - 1 - (r_k mod 2^l), encrypted under the
+    SP's curve key from its pool of bit encryptions (a byte copy each).
+    """
+    pools = pools if pools is not None else SpPools()
+    low = (1 << params.bits) - 1
+    blob = dgk.encrypt_thermometers(params.plan, [low - (m & low) for m in masks], pools.bits)
+    msg = compare_pb2.CompareMasked(
+        params=params.to_proto(),
+        ciphertexts=ciphertext_batch(pk, packed),
+        curve_key=pools.key.public_key.to_bytes(),
+        thermometers=common_pb2.Batch(count=params.count * params.plan.levels, width=_W, blob=blob),
+    )
+    return SpState(pk, params, layout, masks, packed, pools.key), msg.SerializeToString()
 
 
 def sp_masked(
@@ -265,8 +287,9 @@ def sp_masked(
     xs: Sequence[Ciphertext] | None = None,
     ys: Sequence[Ciphertext] | None = None,
     rerandomize: bool = True,
+    pools: SpPools | None = None,
 ) -> tuple[SpState, bytes]:
-    """Step ``masked``: pack E(2^l + x_k - y_k + r_k) and keep the masks.
+    """Step ``masked``: pack E(2^l + x_k - y_k + r_k), keep the masks, add the thermometers.
 
     Give either ``diffs`` (E(x_k - y_k)) or ``xs`` and ``ys``.
     """
@@ -285,12 +308,8 @@ def sp_masked(
         raise ParameterError(f"{len(d)} comparisons given, params say {params.count}")
     layout = params.layout(pk)
     masks = draw_masks(layout, params.count)
-    deltas = [secrets.randbits(1) for _ in range(params.count)]
     packed = mask_and_pack(pk, layout, d, params.bits, masks, rerandomize=rerandomize)
-    msg = compare_pb2.CompareMasked(
-        params=params.to_proto(), ciphertexts=ciphertext_batch(pk, packed)
-    )
-    return SpState(pk, params, layout, masks, deltas, packed), msg.SerializeToString()
+    return sp_message(pk, params, layout, masks, packed, pools)
 
 
 def sp_partials(state: SpState, share: KeyShare) -> bytes:
@@ -300,54 +319,39 @@ def sp_partials(state: SpState, share: KeyShare) -> bytes:
     return msg.SerializeToString()
 
 
-def sp_terms(state: SpState, payload: bytes, pools: SpPools | None = None) -> bytes:
-    """Step ``terms``: blinded, shuffled DGK terms (and the hint bits for output "psp")."""
-    p = state.params
-    msg = parse_message(compare_pb2.CompareBits, payload, "comparison bits")
-    key = bytes(msg.curve_key)
-    ec.parse_compressed(key, "PSP curve key")
-    blob = _blob(msg.ciphertexts, p.count * p.plan.levels, "thermometer ciphertexts")
-    pools = pools if pools is not None else SpPools()
-    lows = [state.low(k) for k in range(p.count)]
-    terms = dgk.blind_terms(p.plan, blob, lows, state.deltas, pools.randomizers(key), pools.dummies)
-    hints = b""
-    if p.output == OUTPUT_PSP:
-        hints = _pack_bits([state.top(k) ^ state.deltas[k] for k in range(p.count)])
-    out = compare_pb2.CompareTerms(
-        terms=common_pb2.Batch(count=p.count * p.plan.terms, width=_W, blob=terms), hints=hints
-    )
-    return out.SerializeToString()
-
-
-def sp_finish(
+def sp_result(
     state: SpState, payload: bytes, *, rerandomize: bool = False
-) -> list[Ciphertext] | None:
-    """Step ``result`` at the SP: E([x_k >= y_k]) for output "encrypted", None otherwise.
+) -> tuple[bytes | None, list[Ciphertext] | None]:
+    """Step ``terms`` at the SP: zero tests, then the hints (output "psp") or E([x_k >= y_k]).
 
-    E(u_k) from the PSP becomes E(u_k XOR v_k), v_k = (r_k bit l) XOR delta_k:
-    E(u_k) itself if v_k = 0, E(1 - u_k) if v_k = 1. The PSP chose the
-    randomness of E(u_k); pass ``rerandomize`` (or re-randomise before showing
-    the results to the PSP, as every protocol does) to make them unlinkable.
+    lambda_k = [c^ < r^] XOR delta_k from the zero tests; v_k = (r_k bit l) XOR
+    lambda_k. Output "psp": the hints v_k for the PSP (step ``hints``). Output
+    "encrypted": E(u_k) from the PSP becomes E(u_k XOR v_k): E(u_k) if v_k = 0,
+    E(1 - u_k) if v_k = 1. The PSP chose the randomness of E(u_k); pass
+    ``rerandomize`` (or re-randomise before showing the results to the PSP, as
+    every protocol does) to make them unlinkable.
     """
     p = state.params
-    msg = parse_message(compare_pb2.CompareResult, payload, "comparison result")
-    if msg.count != p.count:
-        raise ProtocolError(f"PSP reports {msg.count} comparisons, expected {p.count}")
+    msg = parse_message(compare_pb2.CompareTerms, payload, "comparison terms")
+    blob = _blob(msg.terms, p.count * p.plan.terms, "comparison terms")
+    if p.output == OUTPUT_PSP and (msg.ciphertexts.count or msg.ciphertexts.blob):
+        raise EncodingError("comparison terms: output 'psp' carries no ciphertexts")
+    if p.output == OUTPUT_ENCRYPTED and msg.ciphertexts.count != p.count:
+        raise EncodingError(
+            f"comparison terms: {msg.ciphertexts.count} ciphertexts, expected {p.count}"
+        )
+    lam = dgk.lambdas(dgk.zero_counts(p.plan, blob, p.count, state.key))
+    vs = [state.top(k) ^ lam[k] for k in range(p.count)]
     if p.output == OUTPUT_PSP:
-        if msg.ciphertexts.count or msg.ciphertexts.blob:
-            raise EncodingError("comparison result: output 'psp' carries no ciphertexts")
-        return None
-    batch = msg.ciphertexts
-    if batch.count != p.count:
-        raise EncodingError(f"comparison result: {batch.count} ciphertexts, expected {p.count}")
-    us = ciphertexts_from_batch(state.pk, batch, "comparison result")
-    flip = [k for k in range(p.count) if state.top(k) ^ state.deltas[k]]
+        return compare_pb2.CompareHints(hints=_pack_bits(vs)).SerializeToString(), None
+    us = ciphertexts_from_batch(state.pk, msg.ciphertexts, "comparison result")
+    flip = [k for k in range(p.count) if vs[k]]
     out = list(us)
     for k, ct in zip(flip, negate_plus_one(state.pk, [us[k] for k in flip]), strict=True):
         out[k] = ct
     if rerandomize:
         out = [state.pk.rerandomize(c) for c in out]
-    return out
+    return None, out
 
 
 # -- the PSP's steps -----------------------------------------------------------------------
@@ -362,7 +366,10 @@ class PspState:
     layout: SlotLayout
     packed: list[Ciphertext]
     own_partials: list[int]
+    sp_key: bytes
+    thermometers: bytes
     values: list[int] = field(default_factory=list)
+    deltas: list[int] = field(default_factory=list)
 
     def top(self, k: int) -> int:
         """Bit l of c_k."""
@@ -385,12 +392,20 @@ def psp_masked(
         raise EncodingError(
             f"masked comparison values: {msg.ciphertexts.count} ciphertexts, expected {need}"
         )
+    key = bytes(msg.curve_key)
+    ec.parse_compressed(key, "SP curve key")
+    therm = _blob(msg.thermometers, theirs.count * theirs.plan.levels, "thermometer ciphertexts")
     packed = ciphertexts_from_batch(pk, msg.ciphertexts, "masked comparison values")
-    return PspState(pk, theirs, layout, packed, share.partial_decrypt_many(packed))
+    return PspState(pk, theirs, layout, packed, share.partial_decrypt_many(packed), key, therm)
 
 
-def psp_bits(state: PspState, payload: bytes, pools: PspPools) -> bytes:
-    """Step ``bits``: decrypt c_k, encrypt the digit thermometers of c_k mod 2^l."""
+def psp_terms(state: PspState, payload: bytes, pools: PspPools | None = None) -> bytes:
+    """Step ``terms``: decrypt c_k; blinded DGK terms for [c^ < r^] XOR delta_k; E(u_k).
+
+    The terms compare the SP's a_k = 2^l - 1 - r^ with b_k = 2^l - 1 - c^
+    (a_k < b_k iff c^ < r^); delta_k is the PSP's fresh bit. Output
+    "encrypted": also E(u_k), u_k = (c_k bit l) XOR delta_k, under the joint key.
+    """
     p = state.params
     msg = parse_message(compare_pb2.ComparePartials, payload, "SP partial decryptions")
     if msg.partials.count != len(state.packed):
@@ -404,41 +419,37 @@ def psp_bits(state: PspState, payload: bytes, pools: PspPools) -> bytes:
     except LayoutError as exc:
         raise ProtocolError(f"a decrypted comparison slot is out of range: {exc}") from exc
     low = (1 << p.bits) - 1
-    blob = dgk.encrypt_thermometers(p.plan, [v & low for v in state.values], pools.bits)
-    out = compare_pb2.CompareBits(
-        curve_key=pools.key.public_key.to_bytes(),
-        ciphertexts=common_pb2.Batch(count=p.count * p.plan.levels, width=_W, blob=blob),
+    state.deltas = [secrets.randbits(1) for _ in range(p.count)]
+    pools = pools if pools is not None else PspPools()
+    terms = dgk.blind_terms(
+        p.plan,
+        state.thermometers,
+        [low - (v & low) for v in state.values],
+        state.deltas,
+        pools.randomizers(state.sp_key),
+        pools.dummies,
     )
+    out = compare_pb2.CompareTerms(
+        terms=common_pb2.Batch(count=p.count * p.plan.terms, width=_W, blob=terms)
+    )
+    if p.output == OUTPUT_ENCRYPTED:
+        us = [state.top(k) ^ state.deltas[k] for k in range(p.count)]
+        out.ciphertexts.CopyFrom(ciphertext_batch(state.pk, [state.pk.encrypt_from_pool(u) for u in us]))
     return out.SerializeToString()
 
 
-def psp_result(
-    state: PspState, payload: bytes, key: CurvePrivateKey
-) -> tuple[bytes, list[int] | None]:
-    """Step ``result``: zero tests; the result bits (output "psp") or E(u_k) for the SP."""
+def psp_finish(state: PspState, payload: bytes) -> list[int]:
+    """Step ``hints`` (output "psp"): [x_k >= y_k] = (c_k bit l) XOR delta_k XOR hint_k."""
     p = state.params
-    if len(state.values) != p.count:
-        raise ProtocolError("comparison terms before the values were decrypted (step 'bits')")
-    msg = parse_message(compare_pb2.CompareTerms, payload, "comparison terms")
-    blob = _blob(msg.terms, p.count * p.plan.terms, "comparison terms")
-    if p.output == OUTPUT_PSP:
-        hints = _unpack_bits(bytes(msg.hints), p.count, "comparison hints")
-    elif msg.hints:
-        raise EncodingError("comparison terms: output 'encrypted' carries no hints")
-    lam = dgk.lambdas(dgk.zero_counts(p.plan, blob, p.count, key))
-    us = [state.top(k) ^ lam[k] for k in range(p.count)]
-    if p.output == OUTPUT_PSP:
-        bits = [u ^ h for u, h in zip(us, hints, strict=True)]
-        return compare_pb2.CompareResult(count=p.count).SerializeToString(), bits
-    cts = [state.pk.encrypt_from_pool(u) for u in us]
-    out = compare_pb2.CompareResult(count=p.count, ciphertexts=ciphertext_batch(state.pk, cts))
-    return out.SerializeToString(), None
+    if len(state.deltas) != p.count:
+        raise ProtocolError("comparison hints before the terms were made (step 'terms')")
+    msg = parse_message(compare_pb2.CompareHints, payload, "comparison hints")
+    hints = _unpack_bits(bytes(msg.hints), p.count, "comparison hints")
+    return [state.top(k) ^ state.deltas[k] ^ h for k, h in enumerate(hints)]
 
 
-# -- roles and reuse -------------------------------------------------------------------------
-
-_STEP_NAMES = ("masked", "partials", "bits", "terms", "result")
-_SENDERS = {"masked": "sp", "partials": "sp", "bits": "psp", "terms": "sp", "result": "psp"}
+_STEP_NAMES = ("masked", "partials", "terms", "hints")
+_SENDERS = {"masked": "sp", "partials": "sp", "terms": "psp", "hints": "sp"}
 
 
 def chunk_sizes(count: int, chunks: int, minimum: int = MIN_CHUNK) -> list[int]:
@@ -524,14 +535,29 @@ async def sp_compare(
             return None
         return [c for part in parts for c in (part or [])]
     state, masked = await rc(
-        functools.partial(sp_masked, pk, params, diffs=diffs, xs=xs, ys=ys, rerandomize=rerandomize)
+        functools.partial(
+            sp_masked, pk, params, diffs=diffs, xs=xs, ys=ys, rerandomize=rerandomize, pools=pools
+        )
     )
+    return await sp_rounds(ctx, state, masked, share, rc, prefix)
+
+
+async def sp_rounds(
+    ctx: SessionContext,
+    state: SpState,
+    masked: bytes,
+    share: KeyShare,
+    rc: RunCrypto,
+    prefix: str = "",
+) -> list[Ciphertext] | None:
+    """The SP's messages once ``masked`` is made (for protocols that pack their own values)."""
     await ctx.send("psp", prefix + "masked", masked)
     await ctx.send("psp", prefix + "partials", await rc(sp_partials, state, share))
-    bits = await ctx.receive("psp", prefix + "bits")
-    await ctx.send("psp", prefix + "terms", await rc(sp_terms, state, bits, pools))
-    result = await ctx.receive("psp", prefix + "result")
-    return await rc(sp_finish, state, result)  # type: ignore[no-any-return]
+    terms = await ctx.receive("psp", prefix + "terms")
+    hints, out = await rc(sp_result, state, terms)
+    if hints is not None:
+        await ctx.send("psp", prefix + "hints", hints)
+    return out
 
 
 async def psp_compare(
@@ -539,7 +565,6 @@ async def psp_compare(
     *,
     pk: PublicKey,
     share: KeyShare,
-    curve_key: CurvePrivateKey,
     params: CompareParams | None = None,
     pools: PspPools | None = None,
     run_crypto: RunCrypto | None = None,
@@ -553,9 +578,7 @@ async def psp_compare(
     """
     rc = run_crypto or _inline
     if pools is None:
-        pools = PspPools(curve_key)
-    elif pools.key.to_bytes() != curve_key.to_bytes():
-        raise ParameterError("the PSP's pools belong to another curve key")
+        pools = PspPools()
     if params is not None and params.chunks > 1:
         sizes = chunk_sizes(params.count, params.chunks)
         if len(sizes) > 1:
@@ -565,7 +588,6 @@ async def psp_compare(
                         ctx,
                         pk=pk,
                         share=share,
-                        curve_key=curve_key,
                         params=dataclasses.replace(params, count=n, chunks=1),
                         pools=pools,
                         run_crypto=rc,
@@ -580,11 +602,11 @@ async def psp_compare(
     masked = await ctx.receive("sp", prefix + "masked")
     state = await rc(psp_masked, pk, share, masked, params)
     partials = await ctx.receive("sp", prefix + "partials")
-    await ctx.send("sp", prefix + "bits", await rc(psp_bits, state, partials, pools))
-    terms = await ctx.receive("sp", prefix + "terms")
-    result, bits = await rc(psp_result, state, terms, curve_key)
-    await ctx.send("sp", prefix + "result", result)
-    return bits  # type: ignore[no-any-return]
+    await ctx.send("sp", prefix + "terms", await rc(psp_terms, state, partials, pools))
+    if state.params.output != OUTPUT_PSP:
+        return None
+    hints = await ctx.receive("sp", prefix + "hints")
+    return await rc(psp_finish, state, hints)  # type: ignore[no-any-return]
 
 
 async def compare_batch(ctx: SessionContext, **inputs: Any) -> list[Ciphertext] | list[int] | None:
@@ -622,24 +644,18 @@ class Compare(ProtocolSpec):
     def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
         """The PSP's inputs when the SP starts a session; ``raw`` is a CompareParams.
 
-        The PSP's curve key and pools live on the party as ``curve_key`` and
-        ``compare_pools``; a party without them gets a fresh key (kept for its
-        lifetime) and empty pools.
+        The PSP's pools (term randomizers per SP key, dummies) live on the party
+        as ``compare_pools``, created empty on first use.
         """
         pk, share = party.require_key()
         params = CompareParams.from_bytes(raw)
-        key = getattr(party, "curve_key", None)
-        if key is None:
-            key = CurvePrivateKey.generate()
-            party.curve_key = key
         pools = getattr(party, "compare_pools", None)
-        if pools is None or pools.key.to_bytes() != key.to_bytes():
-            pools = PspPools(key)
+        if not isinstance(pools, PspPools):
+            pools = PspPools()
             party.compare_pools = pools
         return {
             "pk": pk,
             "share": share,
-            "curve_key": key,
             "params": params,
             "pools": pools,
             "run_crypto": party.run_crypto,
