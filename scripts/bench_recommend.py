@@ -138,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         sp_pools.bits.fill(cparams.count * cparams.plan.levels)
         psp_pools.randomizers(curve.public_key.to_bytes()).fill(cparams.count * cparams.plan.terms)
         psp_pools.dummies.fill(cparams.count * cparams.plan.terms)
-        pk.pool.fill((3 * n if topn else cparams.count) + 2 * layout.n_blocks + 2 * layout.n_rating_ciphertexts + 64)
+        # One process plays both servers, so one pool serves both: about 2n encryptions of
+        # zero a top-N query at each server (each server's own pool, in a deployment).
+        pk.pool.fill((4 * n + 256 if topn else cparams.count) + 2 * layout.n_blocks + 2 * layout.n_rating_ciphertexts + 64)
+        on_demand = pk.pool.on_demand
         precompute.append(time.perf_counter() - t)
         OPS.clear()
         ec.OPS.clear()
@@ -158,13 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         # What the query drew of the precomputed randomness (the rest stays for the next one).
         stock = cparams.count * cparams.plan.levels
-        used.append(precompute[-1] * (stock - len(psp_pools.bits)) / stock)
+        used.append(precompute[-1] * (stock - len(sp_pools.bits)) / stock)
         agg = out["sp"]
         plain_vals = combine_many(agg, [sp.partial_decrypt_many(agg), psp.partial_decrypt_many(agg)])
         times.append(time.perf_counter() - t)
         priced = price(OPS, ec.OPS, raw_mod, raw_curve)
         op_reports.append({
             "ops": dict(OPS), "curve_ops": dict(ec.OPS), **priced,
+            "joint_zero_pairs_made_online": pk.pool.on_demand - on_demand,
             "overhead_vs_as_run": times[-1] / priced["as_run_s"], "naive_vs_wall": priced["naive_s"] / times[-1],
         })
         sums, counts = decode_aggregate(layout, plain_vals)
