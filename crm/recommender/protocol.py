@@ -3,16 +3,19 @@
 Steps (see ``crm.recommender.private`` for the maths and
 docs/protocols/recommend.md for the leakage statement):
 
-1. ``target`` (SP -> PSP): A's packed dense vector plus per-slot masks, with
-   the SP's partial decryption; the PSP reads z = v_A + r.
+1. ``target``, ``target.partials`` (SP -> PSP): A's packed dense vector plus
+   per-slot masks, then the SP's partial decryption of it (a step of its own,
+   so that the PSP computes its partials meanwhile: :func:`sp_open`); the PSP
+   reads z = v_A + r.
 2. ``sims`` (PSP -> SP): sum_j z_j P_{b,j} per block of users, computed on the
    PSP's own copy and re-randomised; the SP subtracts sum_j r_j P_{b,j} and
    holds E(sim(A, B)) packed per block.
 3. ``cmp-*``: the secure comparison (``mpc.protocols.compare``) of every
    sim(A, B) with delta, its first step fed directly with the packed
    similarities; output: E([sim(A, B) >= delta]) at the SP, nobody learns it.
-4. ``selection`` (SP -> PSP): E(b_B + rho_B), packed, with the SP's partials
-   (A's own bit replaced by an encryption of 0); the PSP reads z_B.
+4. ``selection``, ``selection.partials`` (SP -> PSP): E(b_B + rho_B), packed,
+   then the SP's partials (A's own bit replaced by an encryption of 0); the
+   PSP reads z_B.
 5. ``aggregate`` (PSP -> SP): sum_B z_B D_B on the PSP's copy, re-randomised;
    the SP subtracts sum_B rho_B D_B: E(per-item sums and counts) for A, which
    only A decrypts (protocol "deliver").
@@ -27,6 +30,7 @@ SP result: the aggregate ciphertexts; PSP result: None.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
@@ -83,22 +87,56 @@ def check_compare_layout(layout: RecLayout, pk: PublicKey) -> None:
 
 
 # -- pure steps --------------------------------------------------------------------------------
-def masked_message(pk: PublicKey, share: KeyShare, cts: Sequence[Ciphertext]) -> bytes:
-    """Ciphertexts to open to the PSP, with the SP's partial decryptions."""
+def _masked_ciphertexts(pk: PublicKey, cts: Sequence[Ciphertext]) -> bytes:
+    return recommend_pb2.MaskedBatch(ciphertexts=ciphertext_batch(pk, cts)).SerializeToString()
+
+
+def _masked_partials(pk: PublicKey, share: KeyShare, cts: Sequence[Ciphertext]) -> bytes:
     partials = share.partial_decrypt_many(cts)
-    return recommend_pb2.MaskedBatch(
-        ciphertexts=ciphertext_batch(pk, cts), partials=element_batch(pk.params, partials)
-    ).SerializeToString()
+    return recommend_pb2.MaskedBatch(partials=element_batch(pk.params, partials)).SerializeToString()
 
 
-def open_masked(pk: PublicKey, share: KeyShare, data: bytes, count: int, what: str) -> list[int]:
-    """PSP: decrypt a MaskedBatch with its own partials."""
+def _read_masked(pk: PublicKey, data: bytes, count: int, what: str, part: str) -> list[Any]:
     msg = parse_message(recommend_pb2.MaskedBatch, data, what)
-    cts = ciphertexts_from_batch(pk, msg.ciphertexts, what)
-    theirs = elements_from_batch(pk.params, msg.partials, what)
-    if len(cts) != count or len(theirs) != count:
-        raise EncodingError(f"{what}: {len(cts)} ciphertexts and {len(theirs)} partials, expected {count}")
-    return combine_many(cts, [theirs, share.partial_decrypt_many(cts)])
+    if part == "ciphertexts":
+        if msg.partials.count or msg.partials.blob:
+            raise EncodingError(f"{what}: partial decryptions come in their own step")
+        items: list[Any] = ciphertexts_from_batch(pk, msg.ciphertexts, what)
+    else:
+        if msg.ciphertexts.count or msg.ciphertexts.blob:
+            raise EncodingError(f"{what}: the partial decryptions' step carries no ciphertexts")
+        items = elements_from_batch(pk.params, msg.partials, what)
+    if len(items) != count:
+        raise EncodingError(f"{what}: {len(items)} {part}, expected {count}")
+    return items
+
+
+def open_steps(step: str) -> tuple[Step, Step]:
+    """The two steps of :func:`sp_open`: the ciphertexts, then the SP's partials."""
+    return Step(step, "sp", "psp"), Step(step + ".partials", "sp", "psp")
+
+
+async def sp_open(
+    ctx: SessionContext, step: str, pk: PublicKey, share: KeyShare, cts: Sequence[Ciphertext], rc: RunCrypto
+) -> None:
+    """Open masked ciphertexts to the PSP: the ciphertexts first, then the SP's partial
+    decryptions, so that the PSP computes its own partials meanwhile (steps :func:`open_steps`)."""
+    await ctx.send("psp", step, await rc(_masked_ciphertexts, pk, cts))
+    await ctx.send("psp", step + ".partials", await rc(_masked_partials, pk, share, cts))
+
+
+async def psp_open(
+    ctx: SessionContext, step: str, pk: PublicKey, share: KeyShare, count: int, what: str, rc: RunCrypto
+) -> list[int]:
+    """The PSP's side of :func:`sp_open`: the plaintexts of the ``count`` masked ciphertexts."""
+    cts = await rc(_read_masked, pk, await ctx.receive("sp", step), count, what, "ciphertexts")
+    own = asyncio.ensure_future(rc(share.partial_decrypt_many, cts))
+    try:
+        theirs = await rc(_read_masked, pk, await ctx.receive("sp", step + ".partials"), count, what, "partials")
+        mine = await own
+    finally:
+        own.cancel()
+    return await rc(combine_many, cts, [theirs, mine])
 
 
 def batch_message(pk: PublicKey, cts: Sequence[Ciphertext]) -> bytes:
@@ -158,7 +196,7 @@ async def sp_similarities(
     if not 0 <= a < layout.n_users:
         raise ParameterError(f"target position {a} outside 0..{layout.n_users - 1}")
     masked, r = await rc(mask_target, layout, records[a].target)
-    await ctx.send("psp", "target", await rc(masked_message, pk, share, [masked]))
+    await sp_open(ctx, "target", pk, share, [masked], rc)
     own = await rc(block_products, pk, blocks, r)
     psp = await rc(read_batch, pk, await ctx.receive("psp", "sims"), len(blocks), "similarity blocks")
     return await rc(finish_similarities, psp, own)
@@ -169,7 +207,7 @@ async def psp_similarities(
     blocks: Sequence[Sequence[Ciphertext]], rc: RunCrypto,
 ) -> None:
     """Steps ``target`` and ``sims`` at the PSP: its block products with z = v_A + r."""
-    (z_packed,) = await rc(open_masked, pk, share, await ctx.receive("sp", "target"), 1, "masked target")
+    (z_packed,) = await psp_open(ctx, "target", pk, share, 1, "masked target", rc)
     mine = await rc(block_products, pk, blocks, unmask_target(layout, z_packed))
     await ctx.send("sp", "sims", await rc(batch_message, pk, [pk.rerandomize(c) for c in mine]))
 
@@ -181,7 +219,7 @@ async def sp_aggregate(
     """Steps ``selection`` and ``aggregate`` at the SP: E(sum_B b_B D_B) from E(b_B),
     followed by E(sum_B b_B), the number of neighbours (for the target only)."""
     packed, rho = await rc(mask_selection, layout, bits)
-    await ctx.send("psp", "selection", await rc(masked_message, pk, share, packed))
+    await sp_open(ctx, "selection", pk, share, packed, rc)
     own = await rc(rating_products, pk, [rec.ratings for rec in records], rho)
     psp = await rc(read_batch, pk, await ctx.receive("psp", "aggregate"), layout.n_result_ciphertexts, "aggregate")
     # The last one is E(sum_B z_B) = E(count + sum_B rho_B): the number of neighbours.
@@ -194,7 +232,7 @@ async def psp_aggregate(
 ) -> None:
     """Steps ``selection`` and ``aggregate`` at the PSP: sum_B z_B D_B on its copy."""
     n_packed = -(-layout.n_users // layout.selection_layout.slots)
-    plains = await rc(open_masked, pk, share, await ctx.receive("sp", "selection"), n_packed, "selection")
+    plains = await psp_open(ctx, "selection", pk, share, n_packed, "selection", rc)
     zs = unmask_selection(layout, plains, layout.n_users)
     agg = await rc(rating_products, pk, [rec.ratings for rec in records], zs)
     total = pk.encrypt_from_pool(sum(zs))  # count + sum of the SP's masks: hides the count
@@ -250,10 +288,10 @@ class Recommend(ProtocolSpec):
     name = "recommend"
     roles = ("sp", "psp")
     steps = (
-        Step("target", "sp", "psp"),
+        *open_steps("target"),
         Step("sims", "psp", "sp"),
         *compare.compare_steps(CMP),
-        Step("selection", "sp", "psp"),
+        *open_steps("selection"),
         Step("aggregate", "psp", "sp"),
     )
     role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpRecommend, "psp": PspRecommend}

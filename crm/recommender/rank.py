@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from crm.recommender.private import RecLayout, UserRecord
-from crm.recommender.protocol import psp_aggregate, sp_aggregate
+from crm.recommender.protocol import open_steps, psp_aggregate, sp_aggregate
 from crm.recommender.topn import RANKED_STEPS, psp_ranked_singles, sp_ranked_singles, topn_layout
 from mpc.comparison.pools import PspPools
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, sum_ciphertexts
@@ -146,7 +146,7 @@ class RecommendRank(ProtocolSpec):
         *RANKED_STEPS,
         *compare.compare_steps("p-", chunks=compare.PIPELINE),
         *compare.compare_steps("s-", chunks=compare.PIPELINE),
-        Step("selection", "sp", "psp"),
+        *open_steps("selection"),
         Step("aggregate", "psp", "sp"),
     )
     role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpRank, "psp": PspRank}

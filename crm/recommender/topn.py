@@ -8,8 +8,9 @@ threshold. Steps:
    The SP multiplies each block by 2^t and adds each user's rank bits
    (2^t - 1 - position), so every value differs and a tie goes to the user
    earlier in user order, exactly as the plaintext function says.
-2. ``shares`` (SP -> PSP): the blocks plus a fresh mask per slot, with the
-   SP's partials; the PSP reads y_B = value_B + m_B (statistically hiding).
+2. ``shares``, ``shares.partials`` (SP -> PSP): the blocks plus a fresh mask
+   per slot, then the SP's partials; the PSP reads y_B = value_B + m_B
+   (statistically hiding).
 3. ``singles`` (PSP -> SP): E(y_B) for every user B, one ciphertext each.
    The SP removes its masks, drops A, **permutes** (a fresh random order per
    query) and re-randomises: the list X_0 .. X_{n-2} of anonymous values.
@@ -42,12 +43,13 @@ from crm.recommender.private import (
 )
 from crm.recommender.protocol import (
     batch_message,
-    masked_message,
-    open_masked,
+    open_steps,
     psp_aggregate,
+    psp_open,
     psp_similarities,
     read_batch,
     sp_aggregate,
+    sp_open,
     sp_similarities,
 )
 from mpc.comparison.pools import PspPools
@@ -313,9 +315,9 @@ def decode_pairs(data: bytes) -> list[tuple[int, int]]:
 
 # -- the phases top-N modes share (each party's side, inside a session) ---------------------------
 RANKED_STEPS = (
-    Step("target", "sp", "psp"),
+    *open_steps("target"),
     Step("sims", "psp", "sp"),
-    Step("shares", "sp", "psp"),
+    *open_steps("shares"),
     Step("singles", "psp", "sp"),
 )
 """Steps 1-3 of the module docstring, which every top-N protocol starts with."""
@@ -328,7 +330,7 @@ async def sp_ranked_singles(
     """SP: the ranked similarities, one ciphertext per user: E(value_B + m_B) and the masks m_B."""
     sims = await sp_similarities(ctx, layout, pk, share, records, blocks, a, rc)
     shares, masks = await rc(mask_blocks, layout, await rc(ranked_blocks, layout, sims))
-    await ctx.send("psp", "shares", await rc(masked_message, pk, share, shares))
+    await sp_open(ctx, "shares", pk, share, shares, rc)
     singles = await rc(read_batch, pk, await ctx.receive("psp", "singles"), layout.n_users, "single values")
     return singles, masks
 
@@ -339,7 +341,7 @@ async def psp_ranked_singles(
 ) -> None:
     """PSP: reads y_B = value_B + m_B from the masked blocks and sends each back encrypted."""
     await psp_similarities(ctx, layout, pk, share, blocks, rc)
-    plains = await rc(open_masked, pk, share, await ctx.receive("sp", "shares"), len(blocks), "masked values")
+    plains = await psp_open(ctx, "shares", pk, share, len(blocks), "masked values", rc)
     ys = share_layout(layout).unpack_many(plains, layout.n_users)
     await ctx.send("sp", "singles", await rc(batch_message, pk, [pk.encrypt_from_pool(y) for y in ys]))
 
@@ -429,7 +431,7 @@ class RecommendTopN(ProtocolSpec):
         *RANKED_STEPS,
         *_round_steps(),
         Step("chosen", "psp", "sp"),
-        Step("selection", "sp", "psp"),
+        *open_steps("selection"),
         Step("aggregate", "psp", "sp"),
     )
     role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpTopN, "psp": PspTopN}
