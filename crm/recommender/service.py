@@ -71,7 +71,7 @@ from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols.compare import CompareParams
 from mpc.protocols.wire import parse_message
-from mpc.v1 import recommend_pb2, steps_pb2, user_pb2
+from mpc.v1 import peer_pb2, recommend_pb2, steps_pb2, user_pb2
 
 log = logging.getLogger("crm.recommender.service")
 
@@ -405,6 +405,7 @@ class RecommenderService:
             party.responders["recommend-topn"] = self.psp_recommend_inputs
             party.responders["recommend-rank"] = self.psp_recommend_inputs
             self.psp_pools()
+            party._spawn(self._learn_compare_key(), "compare key")
 
     def _idle(self) -> bool:
         return not self.party.active_sessions and self.party.busy == 0
@@ -426,6 +427,25 @@ class RecommenderService:
                 pool.target = self._per_query["terms"]
                 pool.start(idle=self._idle)
         return pools
+
+    async def _learn_compare_key(self) -> None:
+        """PSP: ask the SP for its comparisons' zero-test key once the joint key exists, and
+        precompute term randomizers for it in idle time (otherwise the first query would)."""
+        await self.party.key_ready.wait()
+        delay = 0.5
+        while True:
+            try:
+                info = await self.party.peer_stub.call(
+                    "GetPublicKey", peer_pb2.PublicKeyRequest(), timeout=self.party.config.deadline_s
+                )
+                break
+            except Exception as exc:  # the SP may not be up yet; it is asked again
+                log.debug("psp: the SP's compare key is not available yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(30.0, 2 * delay)
+        if info.compare_key:
+            self.psp_pools().randomizers(bytes(info.compare_key))
+            self.psp_pools()  # starts the new pool's idle-time refill
 
     def stop_pools(self) -> None:
         pools = [] if self.sp_pools is None else [self.sp_pools.bits]

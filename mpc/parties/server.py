@@ -297,7 +297,10 @@ class PartyServer:
             raise TransportError("joint key generation has not finished yet; retry shortly")
         return self.pk, self.share
 
-    def public_key_info(self) -> common_pb2.PublicKeyInfo:
+    def public_key_info(self, for_peer: bool = False) -> common_pb2.PublicKeyInfo:
+        """The joint key's description; the PSP adds its curve key, and the SP, for its
+        peer only, the zero-test key of its comparisons (so the PSP can precompute the
+        term randomizers before the first query)."""
         pk, _ = self.require_key()
         p = pk.params
         return common_pb2.PublicKeyInfo(
@@ -308,6 +311,7 @@ class PartyServer:
             element_bytes=p.element_bytes,
             fingerprint=key_fingerprint(pk),
             curve_key=self.curve_key.public_key.to_bytes() if self.role == "psp" else b"",
+            compare_key=self.curve_key.public_key.to_bytes() if for_peer and self.role == "sp" else b"",
         )
 
     @functools.cached_property
@@ -498,7 +502,7 @@ class PeerService:
         return peer_pb2.SessionAck(session=req.session)
 
     async def GetPublicKey(self, req: Any, ident: PeerIdentity, ctx: Any) -> common_pb2.PublicKeyInfo:
-        return self.p.public_key_info()
+        return self.p.public_key_info(for_peer=True)
 
 
 class UserGatewayService:
