@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -189,7 +190,8 @@ class RecSimulation:
                 self.phases["precompute_all"] = time.perf_counter() - t
 
             t = time.perf_counter()
-            fetcher = self.spawn_module("fetch", ["fetch", *common, "--users", ",".join(targets)])
+            gap = ["--gap", str(a.gap)] if getattr(a, "gap", 0) else []
+            fetcher = self.spawn_module("fetch", ["fetch", *common, "--users", ",".join(targets), *gap])
             (fetch_report,) = self.sim.wait_reports([fetcher], servers, deadline)
             self.phases["fetch_targets"] = time.perf_counter() - t
 
@@ -235,8 +237,9 @@ class RecSimulation:
                 "upload_workers": workers,
             },
             "targets": out_targets,
-            "per_target_s": sum(fetch_times) / len(fetch_times),
+            "per_target_s": statistics.median(fetch_times),
             "first_fetch_s": fetch_times,
+            "gap_s": getattr(a, "gap", 0.0),
             "cached_fetch_s": fetch_report.get("cached_fetch_s"),
             "phases_s": self.phases,
             "bytes_sent": {
@@ -318,6 +321,8 @@ async def _fetch_worker(args: argparse.Namespace) -> dict[str, Any]:
     sent = 0
     cached: list[float] = []
     for k, u in enumerate(u for u in args.users.split(",") if u):
+        if k and args.gap:
+            await asyncio.sleep(args.gap)  # idle time: the servers refill their pools
         own = everyone[u]
         async with UserClient(UserConfig.load(Path(args.configs) / f"{u}.toml")) as client:
             await client.public_key(wait_s=60.0)
@@ -344,6 +349,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", required=True, help="directory of the users' TOML configs")
     p.add_argument("--users", required=True, help="comma-separated user ids this worker acts for")
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--gap", type=float, default=0.0, help="fetch: seconds of idle time between targets")
     args = p.parse_args(argv)
     return report_worker((_upload_worker if args.action == "upload" else _fetch_worker)(args))
 

@@ -70,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--settle", type=float, default=0.0, help="seconds of idle time between uploads and fetches (precomputation)"
     )
     rec.add_argument(
+        "--gap", type=float, default=0.0,
+        help="seconds of idle time between two targets' fetches (the servers refill their pools; default 0)",
+    )
+    rec.add_argument(
         "--precompute", action="store_true",
         help="the SP computes every user's recommendations in idle time; wait for all of them before fetching",
     )
