@@ -463,8 +463,14 @@ def chunk_sizes(count: int, chunks: int, minimum: int = MIN_CHUNK) -> list[int]:
     return [base + (1 if j < extra else 0) for j in range(parts)]
 
 
-def _chunk_prefix(prefix: str, j: int, parts: int) -> str:
-    return prefix if parts == 1 else f"{prefix}{j}."
+def _parts(params: CompareParams, prefix: str) -> list[tuple[int, CompareParams, str]]:
+    """A pipelined batch's parts: (first index, the part's params, the part's step prefix)."""
+    sizes = chunk_sizes(params.count, params.chunks)
+    starts = [sum(sizes[:j]) for j in range(len(sizes))]
+    return [
+        (a, dataclasses.replace(params, count=n, chunks=1), prefix if len(sizes) == 1 else f"{prefix}{j}.")
+        for j, (a, n) in enumerate(zip(starts, sizes, strict=True))
+    ]
 
 
 def compare_steps(prefix: str = "", chunks: int = 1) -> tuple[Step, ...]:
@@ -504,8 +510,8 @@ async def sp_compare(
     while the PSP decrypts or zero-tests another.
     """
     rc = run_crypto or _inline
-    sizes = chunk_sizes(params.count, params.chunks)
-    if len(sizes) > 1:
+    parts = _parts(params, prefix)
+    if len(parts) > 1:
         if diffs is None:
             if xs is None or ys is None:
                 raise ParameterError("give either diffs, or both xs and ys")
@@ -514,26 +520,18 @@ async def sp_compare(
             raise ParameterError("give either diffs, or both xs and ys, not both")
         if len(diffs) != params.count:
             raise ParameterError(f"{len(diffs)} comparisons given, params say {params.count}")
-        starts = [sum(sizes[:j]) for j in range(len(sizes))]
-        parts = await asyncio.gather(
+        outs = await asyncio.gather(
             *(
                 sp_compare(
-                    ctx,
-                    pk=pk,
-                    share=share,
-                    params=dataclasses.replace(params, count=n, chunks=1),
-                    diffs=diffs[a : a + n],
-                    pools=pools,
-                    run_crypto=rc,
-                    rerandomize=rerandomize,
-                    prefix=_chunk_prefix(prefix, j, len(sizes)),
+                    ctx, pk=pk, share=share, params=part, diffs=diffs[a : a + part.count],
+                    pools=pools, run_crypto=rc, rerandomize=rerandomize, prefix=pre,
                 )
-                for j, (a, n) in enumerate(zip(starts, sizes, strict=True))
+                for a, part, pre in parts
             )
         )
         if params.output == OUTPUT_PSP:
             return None
-        return [c for part in parts for c in (part or [])]
+        return [c for out in outs for c in (out or [])]
     state, masked = await rc(
         functools.partial(
             sp_masked, pk, params, diffs=diffs, xs=xs, ys=ys, rerandomize=rerandomize, pools=pools
@@ -579,26 +577,16 @@ async def psp_compare(
     rc = run_crypto or _inline
     if pools is None:
         pools = PspPools()
-    if params is not None and params.chunks > 1:
-        sizes = chunk_sizes(params.count, params.chunks)
-        if len(sizes) > 1:
-            parts = await asyncio.gather(
-                *(
-                    psp_compare(
-                        ctx,
-                        pk=pk,
-                        share=share,
-                        params=dataclasses.replace(params, count=n, chunks=1),
-                        pools=pools,
-                        run_crypto=rc,
-                        prefix=_chunk_prefix(prefix, j, len(sizes)),
-                    )
-                    for j, n in enumerate(sizes)
-                )
+    if params is not None and len(parts := _parts(params, prefix)) > 1:
+        outs = await asyncio.gather(
+            *(
+                psp_compare(ctx, pk=pk, share=share, params=part, pools=pools, run_crypto=rc, prefix=pre)
+                for _, part, pre in parts
             )
-            if params.output != OUTPUT_PSP:
-                return None
-            return [b for part in parts for b in (part or [])]
+        )
+        if params.output != OUTPUT_PSP:
+            return None
+        return [b for out in outs for b in (out or [])]
     masked = await ctx.receive("sp", prefix + "masked")
     state = await rc(psp_masked, pk, share, masked, params)
     partials = await ctx.receive("sp", prefix + "partials")
