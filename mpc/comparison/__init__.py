@@ -3,7 +3,7 @@
 - :mod:`mpc.comparison.masking`: the first step, z = 2^l + x - y masked slot by
   slot and packed into joint-key ciphertexts;
 - :mod:`mpc.comparison.dgk`: DGK on digits with Veugen's equality term, under
-  the PSP's secp256k1 zero-test key;
+  a secp256k1 zero-test key (the SP's in protocol "compare");
 - :mod:`mpc.comparison.pools`: randomness precomputed in idle time;
 - :mod:`mpc.comparison.ec`: batch-oriented secp256k1 point arithmetic.
 

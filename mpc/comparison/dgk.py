@@ -1,22 +1,26 @@
-"""DGK comparison of a PSP-held a with an SP-held b, on digits, with Veugen's equality term.
+"""DGK comparison of a key holder's a with a blinder's b, on digits, with Veugen's equality term.
 
-The PSP holds a, the SP holds b, both l-bit. With a random bit delta chosen by
-the SP, the PSP learns lambda = [a < b] XOR delta and nothing else; the SP
-learns nothing. See docs/protocols/compare.md for the derivation and the
-leakage statement; in short:
+The *key holder* holds a and a curve key, the *blinder* holds b, both l-bit.
+With a random bit delta chosen by the blinder, the key holder learns
+lambda = [a < b] XOR delta and nothing else; the blinder learns nothing. In
+protocol "compare" the SP is the key holder (a = 2^l - 1 - its mask) and the
+PSP the blinder; in churn scoring the customer encrypts (a = an attribute)
+under the PSP's key and the SP blinds (b = a threshold). See
+docs/protocols/compare.md for the derivation and the leakage statement; in
+short:
 
 * Digits. a and b are cut into m = ceil(l / beta) digits of beta bits (the
   top digit takes what is left), least significant first; digit i has width
   w_i and base B_i = 2^w_i.
-* The PSP sends, for every digit, the *thermometer* of its digit a_i,
+* The key holder sends, for every digit, the *thermometer* of its digit a_i,
   T_{i,v} = [a_i >= v] for v = 1 .. B_i - 1, each bit encrypted under its
-  curve key. With T_{i,0} = 1 and T_{i,B_i} = 0 the SP has, linearly,
+  curve key. With T_{i,0} = 1 and T_{i,B_i} = 0 the blinder has, linearly,
 
       lt_i = [a_i < b_i] = 1 - T_{i,b_i}        gt_i = [a_i > b_i] = T_{i,b_i+1}
       ne_i = [a_i != b_i] = lt_i + gt_i         S_i  = sum_{j > i} ne_j
 
   (beta = 1 is the classic bitwise DGK: T_{i,1} = a_i, ne_i = a_i XOR b_i.)
-* The SP forms m + 1 terms, all non-negative integers at most m + 1:
+* The blinder forms m + 1 terms, all non-negative integers at most m + 1:
 
       delta = 0:  f_i = (1 - lt_i) + S_i   (zero iff digit i decides a < b)
                   plus one dummy
@@ -29,13 +33,13 @@ leakage statement; in short:
   b_i = B_i - 1, the delta = 0 pad) is sent as a *dummy*, two independent
   uniform points, which costs nothing online (Garay, Schoenmakers and
   Villegas' observation, extended to digits).
-* Every real term is blinded: the SP adds fresh randomness of its own
+* Every real term is blinded: the blinder adds fresh randomness of its own
   (sG, sY) and multiplies by a fresh uniform non-zero rho:
   (rho (C1 + sG), rho (C2 + sY)). Then C1' is uniform and C2' - x C1' is
   rho * term * G, uniform and non-zero unless the term is zero, and
-  independent of C1': the PSP's knowledge of its own encryption randomness is
-  of no use. The m + 1 terms of a comparison are shuffled.
-* The PSP zero-tests every term (one ECDH each) and counts the zeros.
+  independent of C1': the key holder's knowledge of its own encryption
+  randomness is of no use. The m + 1 terms of a comparison are shuffled.
+* The key holder zero-tests every term (one ECDH each) and counts the zeros.
 
 Raw maths: nothing here imports networking.
 """
@@ -95,7 +99,7 @@ class DigitPlan:
     offsets: tuple[int, ...]
     """Index of T_{i,1} in one comparison's list of thermometer bits."""
     levels: int
-    """Thermometer bits (= PSP ciphertexts) per comparison: sum of 2^w_i - 1."""
+    """Thermometer bits (= the key holder's ciphertexts) per comparison: sum of 2^w_i - 1."""
 
     @classmethod
     def create(cls, bits: int, digit_bits: int) -> DigitPlan:
@@ -147,7 +151,7 @@ class DigitPlan:
         return out
 
     def forms(self, b: int, delta: int) -> list[Form | None]:
-        """The m + 1 terms for the SP's value b and bit delta, before blinding and shuffling.
+        """The m + 1 terms for the blinder's value b and bit delta, before blinding and shuffling.
 
         Entry i < m is digit i's term, entry m the equality term (delta = 1) or
         None (delta = 0). None marks a term that cannot be zero (sent as a dummy).
@@ -188,7 +192,7 @@ def evaluate(form: Form, thermometer: Sequence[int]) -> int:
     return const + sum(sign * thermometer[idx] for sign, idx in entries)
 
 
-# -- PSP: encrypt the thermometers -------------------------------------------------------
+# -- key holder: encrypt the thermometers -------------------------------------------------
 
 
 def encrypt_thermometers(
@@ -211,7 +215,7 @@ def encrypt_thermometers(
     return b"".join(parts)
 
 
-# -- SP: blinded, shuffled terms ---------------------------------------------------------
+# -- blinder: blinded, shuffled terms -----------------------------------------------------
 
 
 def _check_prefixes(blob: bytes, what: str) -> None:
@@ -228,11 +232,11 @@ def blind_terms(
     randomizers: Pool[tuple[ec.Point, ec.Point]],
     dummies: Pool[bytes],
 ) -> bytes:
-    """The SP's blinded, shuffled terms for every comparison, as one blob.
+    """The blinder's blinded, shuffled terms for every comparison, as one blob.
 
-    ``blob`` is the PSP's thermometer encryptions (see
-    :func:`encrypt_thermometers`); ``bs`` the SP's values and ``deltas`` its
-    bits. Output: comparison k, then ``plan.terms`` terms of 130 bytes
+    ``blob`` is the key holder's thermometer encryptions (see
+    :func:`encrypt_thermometers`); ``bs`` the blinder's values and ``deltas``
+    its bits. Output: comparison k, then ``plan.terms`` terms of 130 bytes
     (C1' || C2', uncompressed). Only the ciphertexts a term uses are parsed
     (and so validated); the rest of the blob is checked for length and point
     prefixes only, since it influences nothing.
@@ -293,7 +297,7 @@ def blind_terms(
     return b"".join(out)
 
 
-# -- PSP: zero tests ---------------------------------------------------------------------
+# -- key holder: zero tests ---------------------------------------------------------------
 
 
 def zero_counts(plan: DigitPlan, blob: bytes, count: int, key: CurvePrivateKey) -> list[int]:
