@@ -759,3 +759,14 @@ async def test_compare_between_party_servers(parties: Any) -> None:
             ]
             assert got == plain(xs, ys)
     assert isinstance(parties.psp.compare_pools, PspPools)
+
+
+@pytest.mark.slow
+def test_the_two_process_benchmark_runs_and_checks_its_results() -> None:
+    """bench_compare --processes at a small size: a PSP server in a child process, gRPC, mTLS."""
+    from mpc.benchmarks.compare_processes import run_processes
+
+    runs = run_processes(1024, 16, 2 * cmp.MIN_CHUNK, 2, [cmp.OUTPUT_PSP, cmp.OUTPUT_ENCRYPTED], lambda _: None)
+    assert [r["output"] for r in runs] == [cmp.OUTPUT_PSP, cmp.OUTPUT_ENCRYPTED]
+    assert all(r["ms_per_comparison"] > 0 and r["chunks"] == 2 for r in runs)
+    assert runs[1]["checked"] == 64  # encrypted results decrypted with both shares, equal to plaintext

@@ -451,9 +451,15 @@ def format_table(res: dict[str, Any]) -> str:
             f"{r['dgk_ms']:7.3f} {r['precomputed_ms_per_comparison']:8.3f}"
         )
     t = res["targets"]["amortised_ms_per_comparison"]
+    for r in res.get("processes", []):
+        lines.append(
+            f"{r['output']:10s}      processes/{r['chunks']} {r['ms_per_comparison']:8.3f}"
+            "  (SP here, PSP in a child process, gRPC with mTLS)"
+        )
     lines.append(
         f"target <= {t['limit']} ms/cmp (applies: {t['applies']}): serial {t['serial']}"
         + (f", overlap {t['overlap']}" if "overlap" in t else "")
+        + (f", processes {t['processes']}" if "processes" in t else "")
     )
     lines.append(f"load average: start {res['loadavg_start']}, end {res['loadavg_end']}")
     return "\n".join(lines)
@@ -505,6 +511,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"parts of a pipelined batch in --overlap runs (1..{cmp.MAX_CHUNKS}, default 4)",
     )
     parser.add_argument("--cold", action="store_true", help="also run with empty pools")
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="also run the batch between two server processes over gRPC with mTLS (--chunks parts)",
+    )
     parser.add_argument("--seed", type=int, help="seed of the input values")
     parser.add_argument("--json", metavar="FILE", help="write the result as JSON ('-': stdout)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -531,6 +542,15 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         log=log,
     )
+    if args.processes:
+        from mpc.benchmarks.compare_processes import run_processes
+
+        log(f"batch of {args.batch} between two processes over gRPC ...")
+        proc = run_processes(args.bits, args.l_bits, args.batch, args.chunks, outputs, log)
+        res["processes"] = proc
+        res["targets"]["amortised_ms_per_comparison"]["processes"] = {
+            r["output"]: ("PASS" if r["ms_per_comparison"] <= TARGET_MS else "MISS") for r in proc
+        }
     return publish(res, {**machine_info(("gmpy2", "coincurve")), "gmp": gmpy2.mp_version()}, command, args.json, format_table, log)
 
 
