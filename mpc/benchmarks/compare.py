@@ -516,6 +516,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also run the batch between two server processes over gRPC with mTLS (--chunks parts)",
     )
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="--processes: crypto threads of each server (default 1: the two servers share this "
+        "machine's cores; on two hosts each would use its own)",
+    )
     parser.add_argument("--seed", type=int, help="seed of the input values")
     parser.add_argument("--json", metavar="FILE", help="write the result as JSON ('-': stdout)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -546,7 +553,9 @@ def run(args: argparse.Namespace) -> int:
         from mpc.benchmarks.compare_processes import run_processes
 
         log(f"batch of {args.batch} between two processes over gRPC ...")
-        proc = run_processes(args.bits, args.l_bits, args.batch, args.chunks, outputs, log)
+        proc = run_processes(
+            args.bits, args.l_bits, args.batch, args.chunks, outputs, log, workers=args.server_workers
+        )
         res["processes"] = proc
         res["targets"]["amortised_ms_per_comparison"]["processes"] = {
             r["output"]: ("PASS" if r["ms_per_comparison"] <= TARGET_MS else "MISS") for r in proc

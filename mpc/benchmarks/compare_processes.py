@@ -97,6 +97,7 @@ async def _sp_side(
                     checked += 1
             runs.append({
                 "output": output, "mode": "processes", "chunks": chunks,
+                "server_workers": server.config.workers,
                 "ms_per_comparison": round(1000 * wall / batch, 4), "checked": checked,
             })
             log(f"  {output:9s} two processes, {chunks} parts: {1000 * wall / batch:.3f} ms/cmp")
@@ -106,12 +107,12 @@ async def _sp_side(
 
 
 def run_processes(
-    bits: int, l_bits: int, batch: int, chunks: int, outputs: list[str], log: Any
+    bits: int, l_bits: int, batch: int, chunks: int, outputs: list[str], log: Any, workers: int = 2
 ) -> list[dict[str, Any]]:
     """One batch per output between an SP (here) and a PSP (child process) over gRPC
-    (``bits``: the joint key's size)."""
+    (``bits``: the joint key's size; ``workers``: each server's crypto threads)."""
     with tempfile.TemporaryDirectory(prefix="mpc-bench-compare-") as tmp:
-        dep = write_deployment(Path(tmp) / "dep", users=["bench"], key_bits=bits, deadline_s=600.0)
+        dep = write_deployment(Path(tmp) / "dep", users=["bench"], key_bits=bits, deadline_s=600.0, workers=workers)
         sp_key = load_or_create_curve_key(PartyConfig.load(dep.sp_config).data_dir)
         plan = cmp.CompareParams(l_bits, batch).plan
         ready = Path(tmp) / "psp.ready"
