@@ -166,6 +166,7 @@ class RecSimulation:
             dep = write_deployment(
                 self.root, list(r.users), key_bits=a.key_bits, deadline_s=a.deadline,
                 recommender=self.root / "rec.json", precompute=getattr(a, "precompute", False),
+                workers=getattr(a, "server_workers", 2),
             )
             self.phases["certificates_and_configs"] = time.perf_counter() - t
 
@@ -235,6 +236,7 @@ class RecSimulation:
                 "layout_version": params.layout_version,
                 "targets": len(targets),
                 "upload_workers": workers,
+            "server_workers": getattr(a, "server_workers", 2),
             },
             "targets": out_targets,
             "per_target_s": statistics.median(fetch_times),

@@ -70,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--settle", type=float, default=0.0, help="seconds of idle time between uploads and fetches (precomputation)"
     )
     rec.add_argument(
+        "--server-workers", type=int, default=2,
+        help="crypto threads of each server (default 2, the config's default; 1 when both servers share two cores)",
+    )
+    rec.add_argument(
         "--gap", type=float, default=0.0,
         help="seconds of idle time between two targets' fetches (the servers refill their pools; default 0)",
     )
