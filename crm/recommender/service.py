@@ -411,10 +411,11 @@ class RecommenderService:
         return not self.party.active_sessions and self.party.busy == 0
 
     def psp_pools(self) -> PspPools:
-        """The PSP's pools: dummy terms at once, term randomizers for every SP key seen.
+        """The PSP's pools: dummy terms at once, term randomizers for every SP key known.
 
-        The randomizers depend on the SP's curve key, which the PSP learns in a
-        query; from then on they are precomputed in idle time.
+        The randomizers depend on the SP's curve key, which the PSP asks for at
+        start-up (:meth:`_learn_compare_key`) and sees in every query; each new
+        key's pool is refilled in idle time from the next call on.
         """
         pools = getattr(self.party, "compare_pools", None)
         if not isinstance(pools, PspPools):
@@ -444,8 +445,8 @@ class RecommenderService:
                 await asyncio.sleep(delay)
                 delay = min(30.0, 2 * delay)
         if info.compare_key:
-            self.psp_pools().randomizers(bytes(info.compare_key))
-            self.psp_pools()  # starts the new pool's idle-time refill
+            self.psp_pools().randomizers(bytes(info.compare_key))  # an empty pool for the key,
+            self.psp_pools()  # and its idle-time refill started
 
     def stop_pools(self) -> None:
         pools = [] if self.sp_pools is None else [self.sp_pools.bits]
