@@ -258,7 +258,8 @@ class RecSimulation:
         print()
         for k, v in rep["phases_s"].items():
             print(f"  {k:<28} {v:8.2f} s")
-        print(f"  per target (compute + delivery): {rep['per_target_s']:.2f} s")
+        times = ", ".join(f"{t:.2f}" for t in rep["first_fetch_s"])
+        print(f"  per target (compute + delivery): median {rep['per_target_s']:.2f} s ({times})")
         b = rep["bytes_sent"]
         print(f"Bytes sent: SP {b['sp']:,}, PSP {b['psp']:,}, users {b['users']:,}")
         titles = _titles(getattr(self.args, "titles", None))
