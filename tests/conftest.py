@@ -53,6 +53,14 @@ class Parties:
         self._clients: list[UserClient] = []
         self._channels: list[grpc.aio.Channel] = []
 
+    async def __aenter__(self) -> Parties:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close the clients and stop whatever servers still run."""
+        await self.close_clients()
+        await self.stop()
+
     # -- servers -------------------------------------------------------------------
     @property
     def sp(self) -> PartyServer:
@@ -150,12 +158,8 @@ def party_deployment(tmp_path: Path) -> Deployment:
 @pytest_asyncio.fixture
 async def idle_parties(party_deployment: Deployment) -> AsyncIterator[Parties]:
     """A ``Parties`` with no server started yet (the test starts what it needs)."""
-    p = Parties(party_deployment)
-    try:
+    async with Parties(party_deployment) as p:
         yield p
-    finally:
-        await p.close_clients()
-        await p.stop()
 
 
 @pytest_asyncio.fixture

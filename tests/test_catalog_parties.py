@@ -52,13 +52,9 @@ async def shop(tmp_path: Path) -> AsyncIterator[Parties]:
         tmp_path / "dep", [*CUSTOMERS, ADMIN, MALLORY], key_bits=KEY_BITS, deadline_s=DEADLINE_S,
         copurchase=path, admins=[ADMIN],
     )
-    p = Parties(dep)
-    try:
+    async with Parties(dep) as p:
         await p.start()
         yield p
-    finally:
-        await p.close_clients()
-        await p.stop()
 
 
 def catalog(p: Parties, name: str) -> CatalogClient:

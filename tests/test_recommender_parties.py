@@ -75,13 +75,9 @@ def rec_world(tmp_path: Path) -> dict:
 
 @pytest_asyncio.fixture
 async def rec_parties(rec_world: dict) -> AsyncIterator[Parties]:
-    p = Parties(rec_world["dep"])
-    try:
+    async with Parties(rec_world["dep"]) as p:
         await p.start()
         yield p
-    finally:
-        await p.close_clients()
-        await p.stop()
 
 
 async def upload_all(p: Parties, world: dict, users: list[str] | None = None) -> None:
@@ -261,16 +257,12 @@ async def test_top_n_on_live_servers(tmp_path: Path, selection: str) -> None:
     dep = write_deployment(
         tmp_path / "dep", list(r.users), key_bits=KEY_BITS, deadline_s=SERVER_DEADLINE_S, recommender=path
     )
-    p = Parties(dep)
-    try:
+    async with Parties(dep) as p:
         await p.start()
         await upload_all(p, {"r": r, "params": params})
         for target in (r.users[0], r.users[9]):
             got = await fetch_recommendations(p.user(target, deadline_s=CLIENT_DEADLINE_S), params, own(r, target))
             assert_equal_to_oracle(oracle, target, got)
-    finally:
-        await p.close_clients()
-        await p.stop()
 
 
 async def test_precompute_in_idle_time(rec_world: dict) -> None:
@@ -298,7 +290,7 @@ async def test_precompute_in_idle_time(rec_world: dict) -> None:
             await asyncio.sleep(0.1)
         raise AssertionError(f"precomputation did not finish: {state}")
 
-    try:
+    async with p:
         await p.start()
         users = r.users[:6]
         await upload_all(p, rec_world, users)
@@ -312,9 +304,6 @@ async def test_precompute_in_idle_time(rec_world: dict) -> None:
         await wait_all(len(r.users), state["data_version"])
         got = await fetch_recommendations(p.user(users[2], deadline_s=CLIENT_DEADLINE_S), params, own(r, users[2]))
         assert_equal_to_oracle(oracle, users[2], got)
-    finally:
-        await p.close_clients()
-        await p.stop()
 
 
 def test_rank_selection_parameters(rec_world: dict) -> None:

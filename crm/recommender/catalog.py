@@ -66,6 +66,7 @@ from mpc.errors import (
     ParameterError,
     ProtocolError,
 )
+from mpc.parties.config import load_parameters
 from mpc.protocols import aggregate_decrypt as ad
 from mpc.v1 import catalog_pb2
 
@@ -153,13 +154,7 @@ class CopurchaseParams:
 
     @classmethod
     def load(cls, path: str | Path) -> CopurchaseParams:
-        try:
-            raw = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise ParameterError(f"cannot read co-purchase parameters {path}: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ParameterError(f"co-purchase parameters {path}: expected a JSON object")
-        return cls.from_dict(raw)
+        return cls.from_dict(load_parameters(path, "co-purchase parameters"))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))

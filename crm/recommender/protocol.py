@@ -239,6 +239,10 @@ async def psp_aggregate(
     await ctx.send("sp", "aggregate", await rc(batch_message, pk, [*(pk.rerandomize(c) for c in agg), total]))
 
 
+AGGREGATE_STEPS = (*open_steps("selection"), Step("aggregate", "psp", "sp"))
+"""The steps of :func:`sp_aggregate` / :func:`psp_aggregate`, which every recommender protocol ends with."""
+
+
 # -- roles ---------------------------------------------------------------------------------------
 class SpRecommend:
     async def run(self, ctx: SessionContext) -> object:
@@ -291,8 +295,7 @@ class Recommend(ProtocolSpec):
         *open_steps("target"),
         Step("sims", "psp", "sp"),
         *compare.compare_steps(CMP),
-        *open_steps("selection"),
-        Step("aggregate", "psp", "sp"),
+        *AGGREGATE_STEPS,
     )
     role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpRecommend, "psp": PspRecommend}
 

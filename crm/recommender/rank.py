@@ -28,12 +28,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from crm.recommender.private import RecLayout, UserRecord
-from crm.recommender.protocol import open_steps, psp_aggregate, sp_aggregate
+from crm.recommender.protocol import AGGREGATE_STEPS, psp_aggregate, sp_aggregate
 from crm.recommender.topn import RANKED_STEPS, psp_ranked_singles, sp_ranked_singles, topn_layout
 from mpc.comparison.pools import PspPools
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, sum_ciphertexts
 from mpc.errors import ParameterError
-from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, register_protocol
 from mpc.protocols import compare
 
 __all__ = ["RecommendRank", "pairs_of", "rank_bits", "ranks_from_outcomes"]
@@ -146,7 +146,6 @@ class RecommendRank(ProtocolSpec):
         *RANKED_STEPS,
         *compare.compare_steps("p-", chunks=compare.PIPELINE),
         *compare.compare_steps("s-", chunks=compare.PIPELINE),
-        *open_steps("selection"),
-        Step("aggregate", "psp", "sp"),
+        *AGGREGATE_STEPS,
     )
     role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpRank, "psp": PspRank}

@@ -68,6 +68,7 @@ from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, PublicKey, sum_ciphertexts
 from mpc.elgamal.params import GroupParams
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
+from mpc.parties.config import load_parameters
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols.compare import CompareParams
 from mpc.protocols.wire import parse_message
@@ -177,11 +178,7 @@ class RecParams:
 
     @classmethod
     def load(cls, path: str | Path) -> RecParams:
-        try:
-            raw = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise ParameterError(f"cannot read recommender parameters {path}: {exc}") from exc
-        return cls.from_dict(raw)
+        return cls.from_dict(load_parameters(path, "recommender parameters"))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))

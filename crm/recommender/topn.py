@@ -42,6 +42,7 @@ from crm.recommender.private import (
     UserRecord,
 )
 from crm.recommender.protocol import (
+    AGGREGATE_STEPS,
     batch_message,
     open_steps,
     psp_aggregate,
@@ -431,7 +432,6 @@ class RecommendTopN(ProtocolSpec):
         *RANKED_STEPS,
         *_round_steps(),
         Step("chosen", "psp", "sp"),
-        *open_steps("selection"),
-        Step("aggregate", "psp", "sp"),
+        *AGGREGATE_STEPS,
     )
     role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpTopN, "psp": PspTopN}

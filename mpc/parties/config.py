@@ -174,6 +174,17 @@ def _write_secret(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def load_parameters(path: str | Path, what: str) -> dict:
+    """A JSON object of public parameters named in a server's config (``what`` names it in errors)."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"cannot read {what} {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ParameterError(f"{what} {path}: expected a JSON object")
+    return raw
+
+
 def _read_secret(path: Path) -> bytes:
     if path.stat().st_mode & 0o077:
         raise ParameterError(f"{path} is readable by others: chmod 600 it")
