@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import dataclasses
 import random
 import secrets
@@ -349,11 +350,12 @@ def test_params_round_trip_and_validation() -> None:
     bits=st.sampled_from([1, 8, 32, 64]),
     beta=st.integers(1, 4),
     output=st.sampled_from([cmp.OUTPUT_PSP, cmp.OUTPUT_ENCRYPTED]),
+    method=st.sampled_from([cmp.METHOD_GC, cmp.METHOD_DGK]),
     data=st.data(),
 )
-def test_compare_matches_plaintext(bits: int, beta: int, output: str, data: st.DataObject) -> None:
+def test_compare_matches_plaintext(bits: int, beta: int, output: str, method: str, data: st.DataObject) -> None:
     xs, ys = data.draw(batches(bits, 1, 30))
-    params = cmp.CompareParams(bits, len(xs), output, digit_bits=beta)
+    params = cmp.CompareParams(bits, len(xs), output, digit_bits=beta, method=method)
     out = run("compare", compare_inputs(params, xs, ys))
     if output == cmp.OUTPUT_PSP:
         assert out["psp"] == plain(xs, ys) and out["sp"] is None
@@ -362,8 +364,9 @@ def test_compare_matches_plaintext(bits: int, beta: int, output: str, data: st.D
         assert [decrypt(c) for c in out["sp"]] == plain(xs, ys)
 
 
+@pytest.mark.parametrize("method", [cmp.METHOD_GC, cmp.METHOD_DGK])
 @pytest.mark.parametrize("output", [cmp.OUTPUT_PSP, cmp.OUTPUT_ENCRYPTED])
-def test_a_batch_over_several_ciphertexts_with_every_edge(output: str) -> None:
+def test_a_batch_over_several_ciphertexts_with_every_edge(output: str, method: str) -> None:
     bits = 32
     top = (1 << bits) - 1
     layout = cmp.CompareParams(bits, 1).layout(PK)
@@ -373,7 +376,7 @@ def test_a_batch_over_several_ciphertexts_with_every_edge(output: str) -> None:
     pairs = edges + rnd + equal
     assert len(pairs) > 2 * layout.capacity  # three packed ciphertexts
     xs, ys = [a for a, _ in pairs], [b for _, b in pairs]
-    params = cmp.CompareParams(bits, len(pairs), output)
+    params = cmp.CompareParams(bits, len(pairs), output, method=method)
     out = run("compare", compare_inputs(params, xs, ys))
     got = out["psp"] if output == cmp.OUTPUT_PSP else [decrypt(c) for c in out["sp"]]
     assert got == plain(xs, ys)
@@ -421,7 +424,7 @@ def test_chunks_are_checked() -> None:
 
 def test_differences_as_input_and_output_rerandomised() -> None:
     ds = [0, 5, -5, (1 << 16) - 1, -((1 << 16) - 1), -1]
-    params = cmp.CompareParams(16, len(ds), cmp.OUTPUT_ENCRYPTED, digit_bits=3)
+    params = cmp.CompareParams(16, len(ds), cmp.OUTPUT_ENCRYPTED, digit_bits=3, method=cmp.METHOD_DGK)
     state, masked = cmp.sp_masked(PK, params, diffs=[PK.encrypt(d) for d in ds])
     ps = cmp.psp_masked(PK, PSP_SHARE, masked, params)
     terms = cmp.psp_terms(ps, cmp.sp_partials(state, SP_SHARE), PspPools())
@@ -440,7 +443,7 @@ def test_steps_one_by_one_and_each_view() -> None:
     bits, count = 32, 30
     xs = [secrets.randbits(bits) for _ in range(count)]
     ys = [x if k % 2 else secrets.randbits(bits) for k, x in enumerate(xs)]
-    params = cmp.CompareParams(bits, count, cmp.OUTPUT_PSP, digit_bits=2)
+    params = cmp.CompareParams(bits, count, cmp.OUTPUT_PSP, digit_bits=2, method=cmp.METHOD_DGK)
     inputs = ([PK.encrypt(v) for v in xs], [PK.encrypt(v) for v in ys])
     state, masked = cmp.sp_masked(PK, params, xs=inputs[0], ys=inputs[1], pools=SpPools(CURVE))
     msg = compare_pb2.CompareMasked.FromString(masked)
@@ -485,7 +488,7 @@ def test_steps_one_by_one_and_each_view() -> None:
 def test_lambda_alone_is_masked_by_delta() -> None:
     """Equal inputs every time: what the SP zero-tests out is lambda = t XOR delta, a coin flip."""
     count = 64
-    params = cmp.CompareParams(8, count, cmp.OUTPUT_ENCRYPTED, digit_bits=4)
+    params = cmp.CompareParams(8, count, cmp.OUTPUT_ENCRYPTED, digit_bits=4, method=cmp.METHOD_DGK)
     state, masked = cmp.sp_masked(PK, params, diffs=[PK.encrypt(0)] * count, pools=SpPools(CURVE))
     ps = cmp.psp_masked(PK, PSP_SHARE, masked, params)
     terms = compare_pb2.CompareTerms.FromString(
@@ -501,7 +504,7 @@ def test_lambda_alone_is_masked_by_delta() -> None:
 
 @pytest.fixture(scope="module")
 def session() -> dict[str, Any]:
-    params = cmp.CompareParams(8, 5, cmp.OUTPUT_PSP, digit_bits=2)
+    params = cmp.CompareParams(8, 5, cmp.OUTPUT_PSP, digit_bits=2, method=cmp.METHOD_DGK)
     state, masked = cmp.sp_masked(
         PK, params, diffs=[PK.encrypt(v) for v in [0, 1, -1, 100, -100]], pools=SpPools(CURVE)
     )
@@ -651,7 +654,8 @@ def test_registered_and_startable_by_a_peer() -> None:
     assert spec.roles == ("sp", "psp")
     names = [s.name for s in spec.steps]
     assert names[:4] == ["masked", "partials", "terms", "hints"]
-    assert f"{cmp.MAX_CHUNKS - 1}.hints" in names and len(names) == 4 * (cmp.MAX_CHUNKS + 1)
+    assert f"{cmp.MAX_CHUNKS - 1}.hints" in names and len(names) == 7 * (cmp.MAX_CHUNKS + 1)
+    assert names[4:7] == ["choices", "garbled", "result"]
 
     class FakeParty:
         def require_key(self) -> tuple[PublicKey, KeyShare]:
@@ -737,8 +741,8 @@ async def test_compare_between_party_servers(parties: Any) -> None:
     _, psp_share = parties.psp.require_key()
     xs = [0, 7, 65535, 300, 300]
     ys = [0, 9, 0, 299, 301]
-    for output in (cmp.OUTPUT_ENCRYPTED, cmp.OUTPUT_PSP):
-        params = cmp.CompareParams(16, len(xs), output, digit_bits=2)
+    for output, method in itertools.product((cmp.OUTPUT_ENCRYPTED, cmp.OUTPUT_PSP), (cmp.METHOD_GC, cmp.METHOD_DGK)):
+        params = cmp.CompareParams(16, len(xs), output, digit_bits=2, method=method)
         out = await parties.sp.start_session(
             "compare",
             params.to_proto(),

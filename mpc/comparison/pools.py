@@ -26,10 +26,12 @@ zero for re-randomisation and for the PSP's encrypted output bits).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from mpc.comparison import ec
+from mpc.comparison.ot import OtChoiceSeeds, OtDeltaKey
 from mpc.elgamal.curve import CurvePrivateKey, PointAtInfinityError
 from mpc.pool import Pool
 
@@ -120,6 +122,8 @@ class SpPools:
 
     key: CurvePrivateKey = field(default_factory=CurvePrivateKey.generate)
     bits: Pool[BitEncryption] = field(init=False)
+    ot: OtDeltaKey = field(default_factory=OtDeltaKey)
+    """Method "gc": the SP's garbling Delta and base-OT key, fresh for each server start."""
 
     def __post_init__(self) -> None:
         self.bits = bit_encryption_pool(self.key)
@@ -134,6 +138,18 @@ class PspPools:
 
     dummies: Pool[bytes] = field(default_factory=dummy_pool)
     _randomizers: dict[bytes, Pool[tuple[ec.Point, ec.Point]]] = field(default_factory=dict)
+    _ot: dict[bytes, OtChoiceSeeds] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def ot_seeds(self, sp_ot_key: bytes) -> OtChoiceSeeds:
+        """Method "gc": the base OTs with the SP's key (256 ECDHs once per key, then kept)."""
+        with self._lock:
+            seeds = self._ot.get(sp_ot_key)
+            if seeds is None:
+                if len(self._ot) >= 16:
+                    self._ot.pop(next(iter(self._ot)))
+                seeds = self._ot[sp_ot_key] = OtChoiceSeeds(sp_ot_key)
+            return seeds
 
     def randomizers(self, public_key: bytes) -> Pool[tuple[ec.Point, ec.Point]]:
         """The randomizer pool for the SP key ``public_key`` (created empty on first use)."""

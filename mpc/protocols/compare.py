@@ -49,7 +49,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from mpc.comparison import dgk, ec
+import numpy as np
+
+from mpc.comparison import dgk, ec, gc, ot
 from mpc.comparison.masking import (
     compare_layout,
     differences,
@@ -75,6 +77,8 @@ from mpc.v1 import common_pb2, compare_pb2
 __all__ = [
     "DEFAULT_DIGIT_BITS",
     "MAX_MESSAGE_BYTES",
+    "METHOD_DGK",
+    "METHOD_GC",
     "OUTPUT_ENCRYPTED",
     "OUTPUT_PSP",
     "PIPELINE",
@@ -85,20 +89,28 @@ __all__ = [
     "chunk_sizes",
     "compare_batch",
     "compare_steps",
+    "psp_choices",
     "psp_compare",
+    "psp_evaluate",
     "psp_finish",
     "psp_masked",
     "psp_terms",
     "sp_compare",
+    "sp_garble",
     "sp_masked",
     "sp_message",
     "sp_partials",
     "sp_result",
     "sp_rounds",
+    "sp_unmask",
 ]
 
 OUTPUT_PSP = "psp"
 OUTPUT_ENCRYPTED = "encrypted"
+METHOD_GC = "gc"
+METHOD_DGK = "dgk"
+_METHODS = {METHOD_GC: compare_pb2.COMPARE_METHOD_GC, METHOD_DGK: compare_pb2.COMPARE_METHOD_DGK}
+_METHOD_NAMES = {v: k for k, v in _METHODS.items()}
 _OUTPUTS = {
     OUTPUT_PSP: compare_pb2.COMPARE_OUTPUT_PSP,
     OUTPUT_ENCRYPTED: compare_pb2.COMPARE_OUTPUT_ENCRYPTED,
@@ -155,6 +167,8 @@ class CompareParams:
     kappa: int = DEFAULT_KAPPA
     chunks: int = 1
     """Pipelining: the batch runs as up to this many concurrent parts (:func:`chunk_sizes`)."""
+    method: str = METHOD_GC
+    """How c^ and r^ are compared: ``"gc"`` (garbled circuit, the default) or ``"dgk"``."""
     plan: dgk.DigitPlan = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -171,7 +185,12 @@ class CompareParams:
         kappa = _nonneg_int(self.kappa, "kappa")
         if not 1 <= kappa <= 256:
             raise ParameterError(f"kappa must be in [1, 256], got {kappa}")
-        biggest = count * max(self.plan.levels, self.plan.terms) * _W
+        if self.method not in _METHODS:
+            raise ParameterError(f"method must be {METHOD_GC!r} or {METHOD_DGK!r}, got {self.method!r}")
+        if self.method == METHOD_GC:
+            biggest = count * self.bits * 2 * gc.LABEL_BYTES  # the garbled tables
+        else:
+            biggest = count * max(self.plan.levels, self.plan.terms) * _W
         if biggest > MAX_MESSAGE_BYTES:
             raise ParameterError(
                 f"{count} comparisons would need a {biggest >> 20} MiB message "
@@ -190,6 +209,7 @@ class CompareParams:
             digit_bits=self.digit_bits,
             kappa=self.kappa,
             chunks=self.chunks,
+            method=_METHODS[self.method],
         )
 
     @classmethod
@@ -197,8 +217,11 @@ class CompareParams:
         output = _OUTPUT_NAMES.get(msg.output)
         if output is None:
             raise EncodingError(f"comparison parameters: unknown output {msg.output}")
+        method = _METHOD_NAMES.get(msg.method)
+        if method is None:
+            raise EncodingError(f"comparison parameters: unknown method {msg.method}")
         try:
-            return cls(msg.bits, msg.count, output, msg.digit_bits, msg.kappa, msg.chunks or 1)
+            return cls(msg.bits, msg.count, output, msg.digit_bits, msg.kappa, msg.chunks or 1, method)
         except ParameterError as exc:
             raise EncodingError(f"comparison parameters: {exc}") from exc
 
@@ -248,6 +271,8 @@ class SpState:
     masks: list[int]
     packed: list[Ciphertext]
     key: CurvePrivateKey
+    ot_key: ot.OtDeltaKey | None = None
+    mu: list[int] = field(default_factory=list)
 
     def top(self, k: int) -> int:
         """Bit l of r_k."""
@@ -268,6 +293,12 @@ def sp_message(
     SP's curve key from its pool of bit encryptions (a byte copy each).
     """
     pools = pools if pools is not None else SpPools()
+    if params.method == METHOD_GC:
+        gmsg = compare_pb2.CompareMasked(
+            params=params.to_proto(), ciphertexts=ciphertext_batch(pk, packed), ot_key=pools.ot.public()
+        )
+        state = SpState(pk, params, layout, masks, packed, pools.key, pools.ot)
+        return state, gmsg.SerializeToString()
     low = (1 << params.bits) - 1
     blob = dgk.encrypt_thermometers(params.plan, [low - (m & low) for m in masks], pools.bits)
     msg = compare_pb2.CompareMasked(
@@ -345,13 +376,55 @@ def sp_result(
     if p.output == OUTPUT_PSP:
         return compare_pb2.CompareHints(hints=_pack_bits(vs)).SerializeToString(), None
     us = ciphertexts_from_batch(state.pk, msg.ciphertexts, "comparison result")
-    flip = [k for k in range(p.count) if vs[k]]
+    return None, _flip(state.pk, us, vs, rerandomize)
+
+
+def _flip(pk: PublicKey, us: list[Ciphertext], bits: Sequence[int], rerandomize: bool) -> list[Ciphertext]:
+    """E(u_k XOR bits_k): E(1 - u_k) where the bit is set."""
+    flip = [k for k, b in enumerate(bits) if b]
     out = list(us)
-    for k, ct in zip(flip, negate_plus_one(state.pk, [us[k] for k in flip]), strict=True):
+    for k, ct in zip(flip, negate_plus_one(pk, [us[k] for k in flip]), strict=True):
         out[k] = ct
     if rerandomize:
-        out = [state.pk.rerandomize(c) for c in out]
-    return None, out
+        out = [pk.rerandomize(c) for c in out]
+    return out
+
+
+def sp_garble(state: SpState, payload: bytes) -> bytes:
+    """Step ``choices`` at the SP (method "gc"): garble [c^ < r^] on the PSP's OT labels.
+
+    The output bit the PSP reads is [c^ < r^] XOR (r_k bit l) XOR mu_k, with mu_k = 0
+    for output "psp" and a fresh secret bit of the SP's for output "encrypted".
+    """
+    p = state.params
+    if state.ot_key is None:
+        raise ProtocolError("this comparison batch was not started with method 'gc'")
+    msg = parse_message(compare_pb2.CompareChoices, payload, "comparison OT choices")
+    q = ot.extend_delta(state.ot_key, bytes(msg.point), bytes(msg.columns), p.count * p.bits, bytes(msg.nonce))
+    low = (1 << p.bits) - 1
+    r_bits = gc.value_bits(np.array([m & low for m in state.masks], dtype=np.uint64), p.bits)
+    encrypted = p.output == OUTPUT_ENCRYPTED
+    state.mu = [secrets.randbits(1) if encrypted else 0 for _ in range(p.count)]
+    out = np.array([state.top(k) ^ state.mu[k] for k in range(p.count)], dtype=np.uint8)
+    nonce = secrets.token_bytes(gc.GATE_NONCE_BYTES)
+    garbled = gc.garble_less_than(
+        state.ot_key.delta_array(), q.reshape(p.count, p.bits, gc.LABEL_BYTES), r_bits, out, nonce
+    )
+    start, tables, decode = garbled.to_bytes()
+    msg_out = compare_pb2.CompareGarbled(nonce=nonce, start=start, tables=tables, decode=decode)
+    return msg_out.SerializeToString()
+
+
+def sp_unmask(state: SpState, payload: bytes, *, rerandomize: bool = False) -> list[Ciphertext]:
+    """Step ``result`` at the SP (method "gc", output "encrypted"): E(z_k XOR mu_k) -> E(z_k)."""
+    p = state.params
+    if len(state.mu) != p.count:
+        raise ProtocolError("comparison result before the circuits were garbled (step 'choices')")
+    msg = parse_message(compare_pb2.CompareResult, payload, "comparison result")
+    if msg.ciphertexts.count != p.count:
+        raise EncodingError(f"comparison result: {msg.ciphertexts.count} ciphertexts, expected {p.count}")
+    us = ciphertexts_from_batch(state.pk, msg.ciphertexts, "comparison result")
+    return _flip(state.pk, us, state.mu, rerandomize)
 
 
 # -- the PSP's steps -----------------------------------------------------------------------
@@ -370,6 +443,7 @@ class PspState:
     thermometers: bytes
     values: list[int] = field(default_factory=list)
     deltas: list[int] = field(default_factory=list)
+    labels: np.ndarray | None = None
 
     def top(self, k: int) -> int:
         """Bit l of c_k."""
@@ -392,6 +466,14 @@ def psp_masked(
         raise EncodingError(
             f"masked comparison values: {msg.ciphertexts.count} ciphertexts, expected {need}"
         )
+    if theirs.method == METHOD_GC:
+        if len(msg.ot_key) != ot.PUBLIC_BYTES:
+            raise EncodingError(
+                f"masked comparison values: OT key of {len(msg.ot_key)} bytes, expected {ot.PUBLIC_BYTES}"
+            )
+        packed = ciphertexts_from_batch(pk, msg.ciphertexts, "masked comparison values")
+        mine = share.partial_decrypt_many(packed)
+        return PspState(pk, theirs, layout, packed, mine, bytes(msg.ot_key), b"")
     key = bytes(msg.curve_key)
     ec.parse_compressed(key, "SP curve key")
     therm = _blob(msg.thermometers, theirs.count * theirs.plan.levels, "thermometer ciphertexts")
@@ -407,17 +489,9 @@ def psp_terms(state: PspState, payload: bytes, pools: PspPools | None = None) ->
     "encrypted": also E(u_k), u_k = (c_k bit l) XOR delta_k, under the joint key.
     """
     p = state.params
-    msg = parse_message(compare_pb2.ComparePartials, payload, "SP partial decryptions")
-    if msg.partials.count != len(state.packed):
-        raise EncodingError(
-            f"SP partial decryptions: {msg.partials.count}, expected {len(state.packed)}"
-        )
-    theirs = elements_from_batch(state.pk.params, msg.partials, "SP partial decryptions")
-    plain = combine_many(state.packed, [theirs, state.own_partials])
-    try:
-        state.values = state.layout.unpack_many(plain, p.count)
-    except LayoutError as exc:
-        raise ProtocolError(f"a decrypted comparison slot is out of range: {exc}") from exc
+    if p.method != METHOD_DGK:
+        raise ProtocolError(f"DGK terms for a batch of method {p.method!r}")
+    _open(state, payload)
     low = (1 << p.bits) - 1
     state.deltas = [secrets.randbits(1) for _ in range(p.count)]
     pools = pools if pools is not None else PspPools()
@@ -438,6 +512,59 @@ def psp_terms(state: PspState, payload: bytes, pools: PspPools | None = None) ->
     return out.SerializeToString()
 
 
+def _open(state: PspState, payload: bytes) -> None:
+    """Combine the SP's partial decryptions with the PSP's own: c_k = z_k + r_k."""
+    msg = parse_message(compare_pb2.ComparePartials, payload, "SP partial decryptions")
+    if msg.partials.count != len(state.packed):
+        raise EncodingError(
+            f"SP partial decryptions: {msg.partials.count}, expected {len(state.packed)}"
+        )
+    theirs = elements_from_batch(state.pk.params, msg.partials, "SP partial decryptions")
+    plain = combine_many(state.packed, [theirs, state.own_partials])
+    try:
+        state.values = state.layout.unpack_many(plain, state.params.count)
+    except LayoutError as exc:
+        raise ProtocolError(f"a decrypted comparison slot is out of range: {exc}") from exc
+
+
+def psp_choices(state: PspState, payload: bytes, pools: PspPools | None = None) -> bytes:
+    """Step ``partials`` at the PSP (method "gc"): decrypt c_k, then one OT extension
+    choosing the labels of the bits of c^ = c_k mod 2^l."""
+    p = state.params
+    if p.method != METHOD_GC:
+        raise ProtocolError(f"OT choices for a batch of method {p.method!r}")
+    _open(state, payload)
+    seeds = (pools if pools is not None else PspPools()).ot_seeds(state.sp_key)
+    low = (1 << p.bits) - 1
+    c_bits = gc.value_bits(np.array([v & low for v in state.values], dtype=np.uint64), p.bits)
+    nonce = secrets.token_bytes(ot.NONCE_BYTES)
+    columns, labels = ot.extend_choices(seeds, c_bits.reshape(-1), nonce)
+    state.labels = labels.reshape(p.count, p.bits, gc.LABEL_BYTES)
+    msg = compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns)
+    return msg.SerializeToString()
+
+
+def psp_evaluate(state: PspState, payload: bytes) -> tuple[list[int] | None, bytes | None]:
+    """Step ``garbled`` at the PSP: evaluate, z_k XOR mu_k = output bit XOR (c_k bit l).
+
+    Output "psp": the bits [x_k >= y_k] (mu_k = 0). Output "encrypted": the
+    ``result`` message, E(z_k XOR mu_k) under the joint key.
+    """
+    p = state.params
+    if state.labels is None:
+        raise ProtocolError("garbled comparison before the OT choices were made (step 'partials')")
+    msg = parse_message(compare_pb2.CompareGarbled, payload, "garbled comparison")
+    if len(msg.nonce) != gc.GATE_NONCE_BYTES:
+        raise EncodingError(f"garbled comparison: nonce of {len(msg.nonce)} bytes")
+    garbled = gc.Garbled.from_bytes(bytes(msg.start), bytes(msg.tables), bytes(msg.decode), p.count, p.bits)
+    read = gc.evaluate_less_than(state.labels, garbled, bytes(msg.nonce))
+    zs = [int(read[k]) ^ state.top(k) for k in range(p.count)]
+    if p.output == OUTPUT_PSP:
+        return zs, None
+    cts = [state.pk.encrypt_from_pool(z) for z in zs]
+    return None, compare_pb2.CompareResult(ciphertexts=ciphertext_batch(state.pk, cts)).SerializeToString()
+
+
 def psp_finish(state: PspState, payload: bytes) -> list[int]:
     """Step ``hints`` (output "psp"): [x_k >= y_k] = (c_k bit l) XOR delta_k XOR hint_k."""
     p = state.params
@@ -448,8 +575,11 @@ def psp_finish(state: PspState, payload: bytes) -> list[int]:
     return [state.top(k) ^ state.deltas[k] ^ h for k, h in enumerate(hints)]
 
 
-_STEP_NAMES = ("masked", "partials", "terms", "hints")
-_SENDERS = {"masked": "sp", "partials": "sp", "terms": "psp", "hints": "sp"}
+_STEP_NAMES = ("masked", "partials", "terms", "hints", "choices", "garbled", "result")
+_SENDERS = {
+    "masked": "sp", "partials": "sp", "terms": "psp", "hints": "sp",  # both methods, then DGK's
+    "choices": "psp", "garbled": "sp", "result": "psp",  # method "gc"
+}
 
 
 def chunk_sizes(count: int, chunks: int, minimum: int = MIN_CHUNK) -> list[int]:
@@ -551,6 +681,12 @@ async def sp_rounds(
     """The SP's messages once ``masked`` is made (for protocols that pack their own values)."""
     await ctx.send("psp", prefix + "masked", masked)
     await ctx.send("psp", prefix + "partials", await rc(sp_partials, state, share))
+    if state.params.method == METHOD_GC:
+        choices = await ctx.receive("psp", prefix + "choices")
+        await ctx.send("psp", prefix + "garbled", await rc(sp_garble, state, choices))
+        if state.params.output == OUTPUT_PSP:
+            return None
+        return await rc(sp_unmask, state, await ctx.receive("psp", prefix + "result"))  # type: ignore[no-any-return]
     terms = await ctx.receive("psp", prefix + "terms")
     hints, out = await rc(sp_result, state, terms)
     if hints is not None:
@@ -590,6 +726,12 @@ async def psp_compare(
     masked = await ctx.receive("sp", prefix + "masked")
     state = await rc(psp_masked, pk, share, masked, params)
     partials = await ctx.receive("sp", prefix + "partials")
+    if state.params.method == METHOD_GC:
+        await ctx.send("sp", prefix + "choices", await rc(psp_choices, state, partials, pools))
+        bits, result = await rc(psp_evaluate, state, await ctx.receive("sp", prefix + "garbled"))
+        if result is not None:
+            await ctx.send("sp", prefix + "result", result)
+        return bits  # type: ignore[no-any-return]
     await ctx.send("sp", prefix + "terms", await rc(psp_terms, state, partials, pools))
     if state.params.output != OUTPUT_PSP:
         return None
