@@ -132,16 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     candidates = [u for u in range(len(r.users)) if plain.vectors[u].any()]
     for k, selector in ((k, sel) for k in range(args.targets) for sel in selectors):
         a = candidates[(k * 97) % len(candidates)]
-        # Idle-time precomputation for one query (what the pools would hold), timed apart.
+        # Idle-time precomputation for one query (what the pools would hold), timed apart. The
+        # comparisons use the default method "gc" (garbled circuit), which draws on no pool of
+        # its own: the DGK pools (bit encryptions, randomizers, dummies) stay empty.
         t = time.perf_counter()
         psp_pools, sp_pools = PspPools(), SpPools(curve)
-        sp_pools.bits.fill(cparams.count * cparams.plan.levels)
-        psp_pools.randomizers(curve.public_key.to_bytes()).fill(cparams.count * cparams.plan.terms)
-        psp_pools.dummies.fill(cparams.count * cparams.plan.terms)
         # One process plays both servers, so one pool serves both: about 2n encryptions of
         # zero a top-N query at each server (each server's own pool, in a deployment).
         pk.pool.fill((4 * n + 256 if topn else cparams.count) + 2 * layout.n_blocks + 2 * layout.n_rating_ciphertexts + 64)
-        on_demand = pk.pool.on_demand
+        on_demand, drawn = pk.pool.on_demand, pk.pool.drawn
         precompute.append(time.perf_counter() - t)
         OPS.clear()
         ec.OPS.clear()
@@ -159,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=600,
             )
         )
-        # What the query drew of the precomputed randomness (the rest stays for the next one).
-        stock = cparams.count * cparams.plan.levels
-        used.append(precompute[-1] * (stock - len(sp_pools.bits)) / stock)
+        # What the query drew of the precomputed encryptions of zero (the rest stays for the next).
+        from_stock = (pk.pool.drawn - drawn) - (pk.pool.on_demand - on_demand)
+        used.append(from_stock * (pk.pool.seconds_per_item or 0.0))
         agg = out["sp"]
         plain_vals = combine_many(agg, [sp.partial_decrypt_many(agg), psp.partial_decrypt_many(agg)])
         times.append(time.perf_counter() - t)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import dataclasses
+import itertools
 import random
 import secrets
 from typing import Any, ClassVar
@@ -770,7 +770,40 @@ def test_the_two_process_benchmark_runs_and_checks_its_results() -> None:
     """bench_compare --processes at a small size: a PSP server in a child process, gRPC, mTLS."""
     from mpc.benchmarks.compare_processes import run_processes
 
-    runs = run_processes(1024, 16, 2 * cmp.MIN_CHUNK, 2, [cmp.OUTPUT_PSP, cmp.OUTPUT_ENCRYPTED], lambda _: None)
-    assert [r["output"] for r in runs] == [cmp.OUTPUT_PSP, cmp.OUTPUT_ENCRYPTED]
+    outputs = [cmp.OUTPUT_PSP, cmp.OUTPUT_ENCRYPTED]
+    runs = run_processes(1024, 16, 2 * cmp.MIN_CHUNK, 2, outputs, lambda _: None)
+    assert [(r["method"], r["output"]) for r in runs] == [
+        (m, o) for m in (cmp.METHOD_GC, cmp.METHOD_DGK) for o in outputs
+    ]
     assert all(r["ms_per_comparison"] > 0 and r["chunks"] == 2 for r in runs)
-    assert runs[1]["checked"] == 64  # encrypted results decrypted with both shares, equal to plaintext
+    # encrypted results decrypted with both shares, equal to plaintext
+    assert [r["checked"] for r in runs] == [0, 64, 0, 64]
+
+
+def test_the_comparison_benchmark_measures_both_methods() -> None:
+    """bench_compare in one process at a tiny size: gc once, dgk per digit width, checked."""
+    from mpc.benchmarks.compare import format_table, run_benchmark
+
+    res = run_benchmark(1024, 8, 8, digit_bits=(2, 4), overlap=True, chunks=2, seed=1)
+    keys = [(r["method"], r["digit_bits"], r["output"], r["mode"]) for r in res["runs"]]
+    assert keys == [
+        (m, b, o, mode)
+        for m, bs in ((cmp.METHOD_GC, (None,)), (cmp.METHOD_DGK, (2, 4)))
+        for b in bs
+        for o in (cmp.OUTPUT_PSP, cmp.OUTPUT_ENCRYPTED)
+        for mode in ("serial", "overlap")
+    ]
+    assert all(r["correct"] and r["comparison_ms"] > 0 for r in res["runs"])
+    joint = {"sp_joint_zero_pool", "psp_joint_zero_pool"}
+    for r in res["runs"]:
+        if r["method"] == cmp.METHOD_GC:
+            assert set(r["precomputed"]) <= joint and r["precomputed_note"]
+            assert {"sp.sp_garble", "psp.psp_choices", "psp.psp_evaluate"} <= set(r["steps_ms"])
+        else:
+            assert "sp_bit_encryptions" in r["precomputed"] and r["precomputed_note"] is None
+    assert set(res["summary"]) == {cmp.METHOD_GC, cmp.METHOD_DGK}
+    assert set(res["ratio_dgk_over_gc"]) == {"serial", "overlap"}
+    assert "dgk / gc" in format_table(res)
+    only = run_benchmark(1024, 8, 8, methods=[cmp.METHOD_GC], outputs=[cmp.OUTPUT_PSP], seed=1)
+    assert [r["method"] for r in only["runs"]] == [cmp.METHOD_GC]
+    assert "ratio_dgk_over_gc" not in only and set(only["summary"]) == {cmp.METHOD_GC}

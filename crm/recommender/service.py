@@ -70,7 +70,7 @@ from mpc.elgamal.params import GroupParams
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
 from mpc.parties.config import load_parameters
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
-from mpc.protocols.compare import CompareParams
+from mpc.protocols.compare import DEFAULT_METHOD, METHOD_DGK, CompareParams
 from mpc.protocols.wire import parse_message
 from mpc.v1 import peer_pb2, recommend_pb2, steps_pb2, user_pb2
 
@@ -390,19 +390,23 @@ class RecommenderService:
         self._per_query = {"levels": count * plan.levels, "terms": count * plan.terms}
         party.pool_target = max(party.pool_target, joint + 4 * self.layout.n_blocks + 64)
         self.sp_pools: SpPools | None = None
+        # Method "dgk" precomputes curve work in idle time; method "gc" (the default) needs none.
+        self._dgk = DEFAULT_METHOD == METHOD_DGK
         if party.role == "sp":
             party.upload_handlers[REC_KIND] = self.upload
             party.fetch_handlers[RESULT_KIND] = self.ensure_result
             # The SP's zero-test key is kept (mode 0600) in its data directory.
             self.sp_pools = SpPools(party.curve_key)
-            self.sp_pools.bits.target = self._per_query["levels"]
-            self.sp_pools.bits.start(idle=self._idle)
+            if self._dgk:
+                self.sp_pools.bits.target = self._per_query["levels"]
+                self.sp_pools.bits.start(idle=self._idle)
         else:
             party.responders["recommend"] = self.psp_recommend_inputs
             party.responders["recommend-topn"] = self.psp_recommend_inputs
             party.responders["recommend-rank"] = self.psp_recommend_inputs
             self.psp_pools()
-            party._spawn(self._learn_compare_key(), "compare key")
+            if self._dgk:
+                party._spawn(self._learn_compare_key(), "compare key")
 
     def _idle(self) -> bool:
         return not self.party.active_sessions and self.party.busy == 0
@@ -417,11 +421,12 @@ class RecommenderService:
         pools = getattr(self.party, "compare_pools", None)
         if not isinstance(pools, PspPools):
             pools = PspPools()
-            pools.dummies.target = self._per_query["terms"]
-            pools.dummies.start(idle=self._idle)
+            if self._dgk:
+                pools.dummies.target = self._per_query["terms"]
+                pools.dummies.start(idle=self._idle)
             self.party.compare_pools = pools
         for pool in pools._randomizers.values():
-            if pool.target == 0:
+            if pool.target == 0 and self._dgk:
                 pool.target = self._per_query["terms"]
                 pool.start(idle=self._idle)
         return pools
