@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -114,6 +115,7 @@ class OtDeltaKey:
     secrets_: tuple[bytes, ...] = ()
     _public: bytes = field(default=b"", init=False, repr=False)
     _seeds: dict[bytes, list[bytes]] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.delta:
@@ -152,17 +154,16 @@ class OtDeltaKey:
 
     def seeds(self, point: bytes) -> list[bytes]:
         """k_i,Delta_i for the evaluator's R (compressed); 128 ECDHs, kept per R."""
-        got = self._seeds.get(point)
-        if got is None:
-            r = ec.parse_compressed(point, "evaluator's OT point")
-            got = [
-                _seed(i, b, point, ec.ecdh_digest(sk, r))
-                for i, (sk, b) in enumerate(zip(self.secrets_, _bits_of(self.delta), strict=True))
-            ]
-            if len(self._seeds) >= 16:
-                self._seeds.pop(next(iter(self._seeds)))
-            self._seeds[point] = got
-        return got
+        with self._lock:  # batches of one session are garbled in several threads
+            got = self._seeds.get(point)
+            if got is None:
+                r = ec.parse_compressed(point, "evaluator's OT point")
+                bits = _bits_of(self.delta)
+                got = [_seed(i, bits[i], point, ec.ecdh_digest(sk, r)) for i, sk in enumerate(self.secrets_)]
+                if len(self._seeds) >= 16:
+                    self._seeds.pop(next(iter(self._seeds)))
+                self._seeds[point] = got
+            return got
 
     def delta_array(self) -> np.ndarray:
         return np.frombuffer(self.delta, dtype=np.uint8)

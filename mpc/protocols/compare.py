@@ -5,7 +5,22 @@ l <= 64, for k = 1..K. The result bits are either revealed to the PSP
 (``output="psp"``) or returned to the SP encrypted under the joint key
 (``output="encrypted"``), nobody learning them. The maths and the leakage
 statement are in docs/protocols/compare.md; the raw maths in
-:mod:`mpc.comparison`. Steps (one message each, carrying the whole batch):
+:mod:`mpc.comparison`. Two methods (``CompareParams.method``) share the
+first two steps; one message each, carrying the whole batch.
+
+Method "gc" (the default, :mod:`mpc.comparison.gc` and :mod:`mpc.comparison.ot`):
+
+1. ``masked`` (SP -> PSP): the packed, masked values as below, with the SP's
+   base-OT key (128 points; its Delta stays with it).
+2. ``partials`` (SP -> PSP): as below; the PSP reads c_k = z_k + r_k.
+3. ``choices`` (PSP -> SP): one IKNP extension choosing the labels of the
+   bits of c_k mod 2^l.
+4. ``garbled`` (SP -> PSP): garbled borrow chains of [c^ < r^], decoded by the
+   PSP into z_k XOR mu_k (mu_k = 0 for output "psp": its result).
+5. ``result`` (PSP -> SP, output "encrypted" only): E(z_k XOR mu_k); the SP
+   removes its mu_k under encryption.
+
+Method "dgk":
 
 1. ``masked`` (SP -> PSP): z_k = 2^l + x_k - y_k plus the SP's mask r_k,
    packed many per ciphertext and re-randomised (:mod:`mpc.comparison.masking`);
@@ -23,7 +38,8 @@ statement are in docs/protocols/compare.md; the raw maths in
    (c_k bit l) XOR delta_k XOR v_k. For output "encrypted" the SP computes
    E([x_k >= y_k]) = E(u_k XOR v_k) itself: three messages in all.
 
-The step functions below (``sp_masked``, ``psp_masked``, ``sp_partials``,
+The step functions below (``sp_masked``, ``psp_masked``, ``sp_partials``;
+"gc": ``psp_choices``, ``sp_garble``, ``psp_evaluate``, ``sp_unmask``; "dgk":
 ``psp_terms``, ``sp_result``, ``psp_finish``) are pure apart from their
 randomness and take and return serialised messages; the roles' ``run`` only
 moves those between them. Other protocols reuse the comparison inside their
@@ -31,11 +47,11 @@ own sessions with :func:`compare_batch` and :func:`compare_steps`.
 
 SP inputs: ``pk``, ``share``, ``params`` (:class:`CompareParams`), ``diffs`` or
 ``xs`` and ``ys`` (lists of joint-key ciphertexts), optional ``pools``
-(:class:`~mpc.comparison.pools.SpPools`: its curve key and bit encryptions),
+(:class:`~mpc.comparison.pools.SpPools`: its OT key; for "dgk" its curve key and bit encryptions),
 ``run_crypto``, ``rerandomize``. PSP inputs: ``pk``, ``share``, optional
 ``params`` (checked against the SP's; required for a pipelined batch),
-``pools`` (:class:`~mpc.comparison.pools.PspPools`: term randomizers and
-dummies), ``run_crypto``. Results: SP, a list of K ciphertexts (output
+``pools`` (:class:`~mpc.comparison.pools.PspPools`: base OTs per SP key; for
+"dgk" term randomizers and dummies), ``run_crypto``. Results: SP, a list of K ciphertexts (output
 "encrypted") or None; PSP, a list of K bits (output "psp") or None.
 """
 
@@ -292,7 +308,8 @@ def sp_message(
     packed: list[Ciphertext],
     pools: SpPools | None = None,
 ) -> tuple[SpState, bytes]:
-    """The ``masked`` message for packed, masked ciphertexts, with the SP's thermometers.
+    """The ``masked`` message for packed, masked ciphertexts, with the SP's base-OT key
+    (method "gc") or its thermometers (method "dgk").
 
     The thermometers are those of a_k = 2^l - 1 - (r_k mod 2^l), encrypted under the
     SP's curve key from its pool of bit encryptions (a byte copy each).
@@ -445,6 +462,7 @@ class PspState:
     packed: list[Ciphertext]
     own_partials: list[int]
     sp_key: bytes
+    """The SP's base-OT key (method "gc") or its curve zero-test key (method "dgk")."""
     thermometers: bytes
     values: list[int] = field(default_factory=list)
     deltas: list[int] = field(default_factory=list)
