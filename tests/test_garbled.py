@@ -57,8 +57,8 @@ def test_base_ots_give_the_garbler_one_seed_of_each_pair() -> None:
     assert KEY.seeds(other.point)[0] in other.seeds[0]
 
 
-def test_the_published_key_does_not_show_delta() -> None:
-    """P_i0 is sk G or C_i - sk G: either way a uniform point; nothing in it repeats Delta."""
+def test_ot_keys_are_fresh_and_round_trip() -> None:
+    """Two keys share neither Delta nor published points; a stored key publishes the same."""
     a, b = ot.OtDeltaKey(), ot.OtDeltaKey()
     assert a.delta != b.delta and a.public() != b.public()
     assert len(a.public()) == ot.PUBLIC_BYTES
