@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-import crm.recommender.protocol  # noqa: F401  (registers "recommend")
+import crm.recommender.protocol
+import crm.recommender.topn  # noqa: F401  (registers "recommend-topn")
 from crm.recommender.data import build_ratings
 from crm.recommender.plain import dense_items, dense_vectors
 from crm.recommender.private import RecLayout, UserRecord, build_blocks, user_plaintexts
@@ -65,12 +66,14 @@ def keys() -> Any:
     return local_joint_keys(P)
 
 
-def _world(keys: Any, seed: int) -> dict[str, Any]:
+def _world(keys: Any, seed: int, tie_bits: int = 0) -> dict[str, Any]:
     pk, _ = keys
     r = _ratings(seed)
     vectors = dense_vectors(r, dense_items(r, 4), 8)
     # The same layout for every data set of these sizes (levels fixed at the scale's).
-    layout = RecLayout(P, len(r.users), len(r.items), 4, 8, 6, max_neighbours=len(r.users) - 1)
+    layout = RecLayout(
+        P, len(r.users), len(r.items), 4, 8, 6, max_neighbours=len(r.users) - 1, tie_bits=tie_bits
+    )
     records = []
     for u in range(len(r.users)):
         plains = user_plaintexts(layout, u, [int(x) for x in vectors[u]], [int(x) for x in r.d[u]])
@@ -78,16 +81,18 @@ def _world(keys: Any, seed: int) -> dict[str, Any]:
     return {"layout": layout, "records": records, "blocks": build_blocks(layout, records), "vectors": vectors}
 
 
-async def _query(keys: Any, w: dict[str, Any], target: int, net: RecordingNetwork, curve: Any) -> None:
+async def _query(
+    keys: Any, w: dict[str, Any], target: int, net: RecordingNetwork, curve: Any, protocol: str = "recommend"
+) -> None:
     pk, shares = keys
     sims = sorted(int(x) for x in w["vectors"] @ w["vectors"][target])
     delta = sims[len(sims) // 2]
     common = {"layout": w["layout"], "pk": pk, "records": w["records"], "blocks": w["blocks"]}
     await run_local(
-        "recommend",
+        protocol,
         {
             "sp": {**common, "share": shares[0], "target": target, "delta": delta},
-            "psp": {**common, "share": shares[1], "curve_key": curve},
+            "psp": {**common, "share": shares[1], "curve_key": curve, "top_n": 5},
         },
         network=net,
         timeout=60,
@@ -98,13 +103,16 @@ def _windows(data: bytes) -> set[bytes]:
     return {data[i : i + WINDOW] for i in range(0, max(0, len(data) - WINDOW + 1))}
 
 
-async def test_psp_never_sees_a_ciphertext_twice_nor_a_stored_one(keys: Any) -> None:
-    w = _world(keys, 1)
+@pytest.mark.parametrize("protocol", ["recommend", "recommend-topn"])
+async def test_psp_never_sees_a_ciphertext_twice_nor_a_stored_one(keys: Any, protocol: str) -> None:
+    """Top-N included: its shuffled values and the PSP's own selection bits are not
+    re-randomised one by one, only every packed value derived from them (crm.recommender.topn)."""
+    w = _world(keys, 1, tie_bits=5 if protocol == "recommend-topn" else 0)
     curve = CurvePrivateKey.generate()
     seen: list[set[bytes]] = []
     for target in (3, 3, 8):  # the same target twice, then another
         net = RecordingNetwork()
-        await _query(keys, w, target, net, curve)
+        await _query(keys, w, target, net, curve, protocol)
         msgs = net.received["psp"]
         assert msgs, "the PSP received nothing"
         windows: set[bytes] = set()

@@ -12,15 +12,20 @@ threshold. Steps:
    per slot, then the SP's partials; the PSP reads y_B = value_B + m_B
    (statistically hiding).
 3. ``singles`` (PSP -> SP): E(y_B) for every user B, one ciphertext each.
-   The SP removes its masks, drops A, **permutes** (a fresh random order per
-   query) and re-randomises: the list X_0 .. X_{n-2} of anonymous values.
-4. Selection, in rounds ``q<i>`` (PSP -> SP: pairs of positions to compare)
-   and ``r<i>-*`` (a batch of the secure comparison, output revealed to the
-   PSP): selection (:class:`SampleSelect`) driven by the PSP on comparison outcomes it may see. The
-   last ``q<i>`` is empty.
-5. ``chosen`` (PSP -> SP): E(1) for the N selected positions and E(0) for the
+   The SP removes its masks, drops A and **permutes** (a fresh random order per
+   query): the list X_0 .. X_{n-2} of anonymous values.
+4. ``ot-key``, ``reshare``, ``reshare.partials`` (SP -> PSP): the SP's base-OT
+   key, then the permuted values plus fresh masks, packed and re-randomised:
+   the PSP reads Y_j = X_j + M_j, the SP keeps M_j. An additive sharing of
+   the anonymous values, made once a query.
+5. Selection, in rounds ``q<i>`` (PSP -> SP: pairs of positions to compare)
+   and ``r<i>-choices``, ``r<i>-garbled`` (the garbled comparison of
+   Y_a - Y_b, the PSP's, with M_a - M_b, the SP's, output revealed to the
+   PSP; no decryption): selection (:class:`SampleSelect`) driven by the PSP on
+   comparison outcomes it may see. The last ``q<i>`` is empty.
+6. ``chosen`` (PSP -> SP): E(1) for the N selected positions and E(0) for the
    others; the SP undoes its permutation: E(b_B) in user order.
-6. ``selection`` / ``aggregate``: as in "recommend".
+7. ``selection`` / ``aggregate``: as in "recommend".
 
 Leakage: the PSP learns the order relations it asked for among the
 anonymous, freshly permuted and re-randomised values of this one query (the
@@ -53,10 +58,11 @@ from crm.recommender.protocol import (
     sp_open,
     sp_similarities,
 )
-from mpc.comparison.pools import PspPools
+from mpc.comparison.ot import PUBLIC_BYTES
+from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey
 from mpc.errors import EncodingError, ParameterError, ProtocolError
-from mpc.packing import SlotLayout, pack_bits, pack_masks, random_masks
+from mpc.packing import SlotLayout, pack_bits, pack_ciphertexts, pack_masks, random_masks
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols import compare
 
@@ -108,25 +114,54 @@ def mask_blocks(layout: RecLayout, blocks: Sequence[Ciphertext]) -> tuple[list[C
 def shuffle_values(
     pk: PublicKey, singles: Sequence[Ciphertext], masks: Sequence[int], target: int
 ) -> tuple[list[Ciphertext], list[int]]:
-    """E(value_B) = E(y_B) - m_B, A dropped, in a fresh random order, re-randomised.
+    """E(value_B) = E(y_B) - m_B, A dropped, in a fresh random order.
 
-    Returns (X, perm) with X[j] the value of user perm[j].
+    Returns (X, perm) with X[j] the value of user perm[j]. Not re-randomised one by
+    one: the PSP made E(y_B) and knows their randomness, but it never sees an X[j]
+    again, only packed combinations of them that the comparison re-randomises
+    with a fresh encryption of zero of the SP's (``mask_and_pack``), which hides
+    every coin it knew. That saves n encryptions of zero a query.
     """
     users = [u for u in range(len(singles)) if u != target]
     perm = users[:]
     for i in range(len(perm) - 1, 0, -1):  # Fisher-Yates with a CSPRNG
         j = secrets.randbelow(i + 1)
         perm[i], perm[j] = perm[j], perm[i]
-    return [pk.rerandomize(singles[u].add_plain(-masks[u])) for u in perm], perm
+    return [singles[u].add_plain(-masks[u]) for u in perm], perm
 
 
-def pair_differences(xs: Sequence[Ciphertext], pairs: Sequence[tuple[int, int]]) -> list[Ciphertext]:
-    """E(X_a - X_b) for each pair asked for."""
-    n = len(xs)
+def reshare_layout(layout: RecLayout, pk: PublicKey) -> SlotLayout:
+    """Slots of the re-shared values Y_j = X_j + M_j (ranked bits, kappa bits of mask)."""
+    return SlotLayout.for_modulus(pk.params.n, layout.ranked_bits, 1, kappa=layout.kappa)
+
+
+def held_bits(layout: RecLayout, pk: PublicKey) -> int:
+    """Bits of the values compared in a round: Y_a - Y_b + 2^w with Y < 2^w."""
+    return reshare_layout(layout, pk).mask_bits + 2
+
+
+def reshare(layout: RecLayout, pk: PublicKey, xs: Sequence[Ciphertext]) -> tuple[list[Ciphertext], list[int]]:
+    """SP: E(X_j + M_j) packed and re-randomised, and the masks M_j (statistically hiding)."""
+    sl = reshare_layout(layout, pk)
+    masks = random_masks(sl, len(xs))
+    packed = [
+        pk.rerandomize(pack_ciphertexts(sl, xs[i : i + sl.capacity]).add_plain(pack_masks(sl, masks[i : i + sl.capacity])))
+        for i in range(0, len(xs), sl.capacity)
+    ]
+    return packed, masks
+
+
+def held_values(values: Sequence[int], pairs: Sequence[tuple[int, int]], bits: int) -> list[int]:
+    """values[a] - values[b] + 2^(bits - 1) for each pair: non-negative, below 2^bits.
+
+    The PSP's (values Y) and the SP's (masks M) sides of a round: X_a >= X_b iff
+    Y_a - Y_b >= M_a - M_b, compared by :func:`mpc.protocols.compare.sp_compare_held`.
+    """
+    n, off = len(values), 1 << (bits - 1)
     for a, b in pairs:
         if not (0 <= a < n and 0 <= b < n) or a == b:
             raise EncodingError(f"pair ({a}, {b}) is not two distinct positions below {n}")
-    return [xs[a] - xs[b] for a, b in pairs]
+    return [values[a] - values[b] + off for a, b in pairs]
 
 
 def unshuffle(bits: Sequence[Ciphertext], perm: Sequence[int], target: int, pk: PublicKey) -> list[Ciphertext]:
@@ -360,6 +395,11 @@ class SpTopN:
         rc: RunCrypto = i.get("run_crypto") or _inline
         singles, masks = await sp_ranked_singles(ctx, layout, pk, share, records, blocks, a, rc)
         xs, perm = await rc(shuffle_values, pk, singles, masks, a)
+        ot_key = (i.get("compare_pools") or SpPools()).ot
+        await ctx.send("psp", "ot-key", ot_key.public())
+        packed, held = await rc(reshare, layout, pk, xs)
+        await sp_open(ctx, "reshare", pk, share, packed, rc)
+        bits = held_bits(layout, pk)
 
         for rnd in range(MAX_ROUNDS + 1):
             pairs = decode_pairs(await ctx.receive("psp", f"q{rnd}"))
@@ -367,13 +407,12 @@ class SpTopN:
                 break
             if rnd == MAX_ROUNDS:
                 raise ProtocolError(f"selection did not finish in {MAX_ROUNDS} rounds")
-            diffs = await rc(pair_differences, xs, pairs)
-            await compare.sp_compare(
-                ctx, pk=pk, share=share, params=compare.CompareParams(layout.ranked_bits, len(pairs), chunks=compare.PIPELINE),
-                diffs=diffs, pools=i.get("compare_pools"), run_crypto=rc, prefix=f"r{rnd}-",
-            )
+            values = held_values(held, pairs, bits)
+            await compare.sp_compare_held(ctx, ot_key=ot_key, values=values, bits=bits, prefix=f"r{rnd}-", run_crypto=rc)
         chosen = await rc(read_batch, pk, await ctx.receive("psp", "chosen"), len(perm), "selection bits")
-        bits = await rc(unshuffle, [pk.rerandomize(c) for c in chosen], perm, a, pk)
+        # No re-randomisation here either: the PSP sees these bits again only packed and
+        # re-randomised by the SP (``mask_selection``), so n encryptions of zero are saved.
+        bits = await rc(unshuffle, chosen, perm, a, pk)
 
         return await sp_aggregate(ctx, layout, pk, share, records, bits, rc)
 
@@ -393,6 +432,13 @@ class PspTopN:
         await psp_ranked_singles(ctx, layout, pk, share, blocks, rc)
 
         n = layout.n_users - 1
+        sp_key = await ctx.receive("sp", "ot-key")
+        if len(sp_key) != PUBLIC_BYTES:
+            raise EncodingError(f"the SP's OT key: {len(sp_key)} bytes, expected {PUBLIC_BYTES}")
+        sl = reshare_layout(layout, pk)
+        plains = await psp_open(ctx, "reshare", pk, share, sl.count_plaintexts(n), "re-shared values", rc)
+        ys = sl.unpack_many(plains, n)
+        bits = held_bits(layout, pk)
         sel = SELECTORS[i.get("selector", "sample")](n, min(top_n, n))
         rnd = 0
         while not sel.done:
@@ -400,12 +446,11 @@ class PspTopN:
                 raise ProtocolError(f"selection did not finish in {MAX_ROUNDS} rounds")
             pairs = sel.pairs()
             await ctx.send("sp", f"q{rnd}", encode_pairs(pairs))
-            bits = await compare.psp_compare(
-                ctx, pk=pk, share=share,
-                params=compare.CompareParams(layout.ranked_bits, len(pairs), chunks=compare.PIPELINE),
-                pools=pools, run_crypto=rc, prefix=f"r{rnd}-",
+            outcome = await compare.psp_compare_held(
+                ctx, pools=pools, sp_ot_key=sp_key, values=held_values(ys, pairs, bits), bits=bits,
+                prefix=f"r{rnd}-", run_crypto=rc,
             )
-            sel.outcome(bits)  # type: ignore[arg-type]
+            sel.outcome(outcome)
             rnd += 1
         await ctx.send("sp", f"q{rnd}", b"")
         chosen = [pk.encrypt_from_pool(1 if j in sel.chosen else 0) for j in range(n)]
@@ -420,7 +465,7 @@ def _round_steps() -> tuple[Step, ...]:
     for rnd in range(MAX_ROUNDS + 1):
         out.append(Step(f"q{rnd}", "psp", "sp"))
         if rnd < MAX_ROUNDS:
-            out.extend(compare.compare_steps(f"r{rnd}-", chunks=compare.PIPELINE))
+            out.extend(compare.held_steps(f"r{rnd}-"))
     return tuple(out)
 
 
@@ -430,6 +475,8 @@ class RecommendTopN(ProtocolSpec):
     roles = ("sp", "psp")
     steps = (
         *RANKED_STEPS,
+        Step("ot-key", "sp", "psp"),
+        *open_steps("reshare"),
         *_round_steps(),
         Step("chosen", "psp", "sp"),
         *AGGREGATE_STEPS,

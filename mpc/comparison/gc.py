@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,10 +64,19 @@ def hash_labels(x: np.ndarray, tweaks: np.ndarray) -> np.ndarray:
     return _pi(p ^ tweaks) ^ p
 
 
-def value_bits(values: np.ndarray, bits: int) -> np.ndarray:
-    """(K,) unsigned values -> (K, bits) of 0/1, least significant first."""
-    v = np.asarray(values, dtype=np.uint64)
-    return ((v[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+def value_bits(values: np.ndarray | Sequence[int], bits: int) -> np.ndarray:
+    """(K,) non-negative values below 2^bits -> (K, bits) of 0/1, least significant first.
+
+    numpy unsigned arrays (bits <= 64) or Python ints of any size.
+    """
+    if isinstance(values, np.ndarray) and values.dtype == np.uint64 and bits <= 64:
+        return ((values[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    width = (bits + 7) // 8
+    ints = [int(v) for v in values]
+    if any(v < 0 or v >> bits for v in ints):
+        raise ParameterError(f"a value is negative or does not fit in {bits} bits")
+    raw = np.frombuffer(b"".join(v.to_bytes(width, "little") for v in ints), dtype=np.uint8)
+    return np.unpackbits(raw.reshape(len(ints), width), axis=1, bitorder="little")[:, :bits].copy()
 
 
 def _colour(x: np.ndarray) -> np.ndarray:

@@ -106,14 +106,20 @@ __all__ = [
     "chunk_sizes",
     "compare_batch",
     "compare_steps",
+    "held_steps",
     "psp_choices",
     "psp_compare",
+    "psp_compare_held",
     "psp_evaluate",
     "psp_finish",
+    "psp_held_choices",
+    "psp_held_result",
     "psp_masked",
     "psp_terms",
     "sp_compare",
+    "sp_compare_held",
     "sp_garble",
+    "sp_held_garble",
     "sp_masked",
     "sp_message",
     "sp_partials",
@@ -760,6 +766,76 @@ async def psp_compare(
         return None
     hints = await ctx.receive("sp", prefix + "hints")
     return await rc(psp_finish, state, hints)  # type: ignore[no-any-return]
+
+
+# -- values the two servers hold in the clear ---------------------------------------------
+
+
+def held_steps(prefix: str = "") -> tuple[Step, ...]:
+    """The steps of :func:`sp_compare_held` / :func:`psp_compare_held`."""
+    return (Step(prefix + "choices", "psp", "sp"), Step(prefix + "garbled", "sp", "psp"))
+
+
+def psp_held_choices(pools: PspPools, sp_ot_key: bytes, values: Sequence[int], bits: int) -> tuple[np.ndarray, bytes]:
+    """PSP: one OT extension for the bits of its values a_k; its labels and the message."""
+    if not values:
+        raise ParameterError("a comparison batch needs at least one comparison")
+    seeds = pools.ot_seeds(sp_ot_key)
+    nonce = secrets.token_bytes(ot.NONCE_BYTES)
+    columns, labels = ot.extend_choices(seeds, gc.value_bits(values, bits).reshape(-1), nonce)
+    msg = compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns)
+    return labels.reshape(len(values), bits, gc.LABEL_BYTES), msg.SerializeToString()
+
+
+def sp_held_garble(ot_key: ot.OtDeltaKey, values: Sequence[int], bits: int, payload: bytes) -> bytes:
+    """SP: garble [a_k >= b_k] for its values b_k on the PSP's OT labels (output to the PSP)."""
+    msg = parse_message(compare_pb2.CompareChoices, payload, "comparison OT choices")
+    count = len(values)
+    q = ot.extend_delta(ot_key, bytes(msg.point), bytes(msg.columns), count * bits, bytes(msg.nonce))
+    nonce = secrets.token_bytes(gc.GATE_NONCE_BYTES)
+    ones = np.ones(count, dtype=np.uint8)  # [a >= b] = NOT [a < b]
+    garbled = gc.garble_less_than(
+        ot_key.delta_array(), q.reshape(count, bits, gc.LABEL_BYTES), gc.value_bits(values, bits), ones, nonce
+    )
+    start, tables, decode = garbled.to_bytes()
+    return compare_pb2.CompareGarbled(nonce=nonce, start=start, tables=tables, decode=decode).SerializeToString()
+
+
+def psp_held_result(labels: np.ndarray, payload: bytes) -> list[int]:
+    """PSP: evaluate, [a_k >= b_k] for every k."""
+    count, bits = labels.shape[0], labels.shape[1]
+    msg = parse_message(compare_pb2.CompareGarbled, payload, "garbled comparison")
+    if len(msg.nonce) != gc.GATE_NONCE_BYTES:
+        raise EncodingError(f"garbled comparison: nonce of {len(msg.nonce)} bytes")
+    garbled = gc.Garbled.from_bytes(bytes(msg.start), bytes(msg.tables), bytes(msg.decode), count, bits)
+    return [int(b) for b in gc.evaluate_less_than(labels, garbled, bytes(msg.nonce))]
+
+
+async def sp_compare_held(
+    ctx: SessionContext, *, ot_key: ot.OtDeltaKey, values: Sequence[int], bits: int,
+    prefix: str = "", run_crypto: RunCrypto | None = None,
+) -> None:
+    """[a_k >= b_k] revealed to the PSP, for b_k the SP's and a_k the PSP's ``bits``-bit values.
+
+    Two messages (``choices``, ``garbled``: :func:`held_steps`), the garbled borrow chain
+    of section 8 of docs/protocols/compare.md without the masked first step: for values
+    the servers already hold in the clear, such as additive shares of a masked value.
+    The PSP must have the SP's ``ot_key.public()`` (sent by the calling protocol).
+    """
+    rc = run_crypto or _inline
+    choices = await ctx.receive("psp", prefix + "choices")
+    await ctx.send("psp", prefix + "garbled", await rc(sp_held_garble, ot_key, values, bits, choices))
+
+
+async def psp_compare_held(
+    ctx: SessionContext, *, pools: PspPools, sp_ot_key: bytes, values: Sequence[int], bits: int,
+    prefix: str = "", run_crypto: RunCrypto | None = None,
+) -> list[int]:
+    """The PSP's side of :func:`sp_compare_held`: the bits [a_k >= b_k]."""
+    rc = run_crypto or _inline
+    labels, choices = await rc(psp_held_choices, pools, sp_ot_key, values, bits)
+    await ctx.send("sp", prefix + "choices", choices)
+    return await rc(psp_held_result, labels, await ctx.receive("sp", prefix + "garbled"))  # type: ignore[no-any-return]
 
 
 async def compare_batch(ctx: SessionContext, **inputs: Any) -> list[Ciphertext] | list[int] | None:
