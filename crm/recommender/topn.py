@@ -14,8 +14,9 @@ threshold. Steps:
 3. ``singles`` (PSP -> SP): E(y_B) for every user B, one ciphertext each.
    The SP removes its masks, drops A and **permutes** (a fresh random order per
    query): the list X_0 .. X_{n-2} of anonymous values.
-4. ``ot-key``, ``reshare``, ``reshare.partials`` (SP -> PSP): the SP's base-OT
-   key, then the permuted values plus fresh masks, packed and re-randomised:
+4. ``ot-key``, ``reshare<j>``, ``reshare<j>.partials`` (SP -> PSP): the SP's base-OT
+   key, then the permuted values plus fresh masks, packed and re-randomised, in
+   up to :data:`RESHARE_PARTS` parts opened concurrently:
    the PSP reads Y_j = X_j + M_j, the SP keeps M_j. An additive sharing of
    the anonymous values, made once a query.
 5. Selection, in rounds ``q<i>`` (PSP -> SP: pairs of positions to compare)
@@ -36,6 +37,7 @@ docs/protocols/recommend.md.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
 import struct
@@ -149,6 +151,25 @@ def reshare(layout: RecLayout, pk: PublicKey, xs: Sequence[Ciphertext]) -> tuple
         for i in range(0, len(xs), sl.capacity)
     ]
     return packed, masks
+
+
+RESHARE_PARTS = 4
+"""The re-sharing is opened in this many parts, so that the SP packs one while the PSP
+decrypts another."""
+
+
+def reshare_parts(layout: RecLayout, pk: PublicKey, n: int) -> list[tuple[int, int]]:
+    """[start, stop) of each part of the re-sharing: whole packed ciphertexts, at most
+    :data:`RESHARE_PARTS` of them; both servers compute it from the sizes."""
+    cap = reshare_layout(layout, pk).capacity
+    blocks = -(-n // cap)
+    sizes = compare.chunk_sizes(blocks, RESHARE_PARTS, 1)
+    out, start = [], 0
+    for size in sizes:
+        stop = min(n, start + size * cap)
+        out.append((start, stop))
+        start = stop
+    return out
 
 
 def held_values(values: Sequence[int], pairs: Sequence[tuple[int, int]], bits: int) -> list[int]:
@@ -397,8 +418,14 @@ class SpTopN:
         xs, perm = await rc(shuffle_values, pk, singles, masks, a)
         ot_key = (i.get("compare_pools") or SpPools()).ot
         await ctx.send("psp", "ot-key", ot_key.public())
-        packed, held = await rc(reshare, layout, pk, xs)
-        await sp_open(ctx, "reshare", pk, share, packed, rc)
+
+        async def reshare_part(j: int, start: int, stop: int) -> list[int]:
+            packed, part_masks = await rc(reshare, layout, pk, xs[start:stop])
+            await sp_open(ctx, f"reshare{j}", pk, share, packed, rc)
+            return part_masks
+
+        parts = reshare_parts(layout, pk, len(xs))
+        held = [m for ms in await asyncio.gather(*(reshare_part(j, *p) for j, p in enumerate(parts))) for m in ms]
         bits = held_bits(layout, pk)
 
         for rnd in range(MAX_ROUNDS + 1):
@@ -436,8 +463,14 @@ class PspTopN:
         if len(sp_key) != PUBLIC_BYTES:
             raise EncodingError(f"the SP's OT key: {len(sp_key)} bytes, expected {PUBLIC_BYTES}")
         sl = reshare_layout(layout, pk)
-        plains = await psp_open(ctx, "reshare", pk, share, sl.count_plaintexts(n), "re-shared values", rc)
-        ys = sl.unpack_many(plains, n)
+
+        async def reshare_part(j: int, start: int, stop: int) -> list[int]:
+            count = stop - start
+            plains = await psp_open(ctx, f"reshare{j}", pk, share, sl.count_plaintexts(count), "re-shared values", rc)
+            return sl.unpack_many(plains, count)
+
+        parts = reshare_parts(layout, pk, n)
+        ys = [y for part in await asyncio.gather(*(reshare_part(j, *p) for j, p in enumerate(parts))) for y in part]
         bits = held_bits(layout, pk)
         sel = SELECTORS[i.get("selector", "sample")](n, min(top_n, n))
         rnd = 0
@@ -476,7 +509,7 @@ class RecommendTopN(ProtocolSpec):
     steps = (
         *RANKED_STEPS,
         Step("ot-key", "sp", "psp"),
-        *open_steps("reshare"),
+        *(step for j in range(RESHARE_PARTS) for step in open_steps(f"reshare{j}")),
         *_round_steps(),
         Step("chosen", "psp", "sp"),
         *AGGREGATE_STEPS,
