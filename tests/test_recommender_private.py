@@ -317,18 +317,3 @@ def test_sample_select_against_sorted_plaintext(n: int, frac: float, seed: int) 
     assert sorted(sel.chosen) == sorted(sorted(range(n), key=lambda i: -values[i])[:k])
     assert rounds <= MAX_ROUNDS
 
-
-@settings(max_examples=100, deadline=None)
-@given(n=st.integers(1, 3000))
-def test_reshare_parts_are_whole_ciphertexts_covering_every_position(keys, n: int) -> None:
-    """The top-N re-sharing's parts: consecutive, covering [0, n), each a whole number of
-    packed ciphertexts (the last may be short), at most RESHARE_PARTS of them."""
-    from crm.recommender.topn import RESHARE_PARTS, reshare_layout, reshare_parts
-
-    pk, _ = keys
-    layout = RecLayout(P, 1000, 50, 20, 8, 5, max_neighbours=20, tie_bits=10)
-    parts = reshare_parts(layout, pk, n)
-    cap = reshare_layout(layout, pk).capacity
-    assert parts[0][0] == 0 and parts[-1][1] == n and 1 <= len(parts) <= RESHARE_PARTS
-    assert all(a < b for a, b in parts) and all(parts[i][1] == parts[i + 1][0] for i in range(len(parts) - 1))
-    assert all((b - a) % cap == 0 for a, b in parts[:-1])

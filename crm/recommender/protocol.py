@@ -220,6 +220,15 @@ async def sp_aggregate(
     followed by E(sum_B b_B), the number of neighbours (for the target only)."""
     packed, rho = await rc(mask_selection, layout, bits)
     await sp_open(ctx, "selection", pk, share, packed, rc)
+    return await sp_aggregate_shares(ctx, layout, pk, records, rho, rc)
+
+
+async def sp_aggregate_shares(
+    ctx: SessionContext, layout: RecLayout, pk: PublicKey, records: Sequence[UserRecord], rho: Sequence[int],
+    rc: RunCrypto,
+) -> list[Ciphertext]:
+    """Step ``aggregate`` at the SP, once the PSP holds z_B = b_B + rho_B and the SP rho_B
+    (0 <= rho_B, z_B <= 2^(1 + kappa)): the SP's side of :func:`sp_aggregate` after the opening."""
     own = await rc(rating_products, pk, [rec.ratings for rec in records], rho)
     psp = await rc(read_batch, pk, await ctx.receive("psp", "aggregate"), layout.n_result_ciphertexts, "aggregate")
     # The last one is E(sum_B z_B) = E(count + sum_B rho_B): the number of neighbours.
@@ -233,7 +242,14 @@ async def psp_aggregate(
     """Steps ``selection`` and ``aggregate`` at the PSP: sum_B z_B D_B on its copy."""
     n_packed = -(-layout.n_users // layout.selection_layout.slots)
     plains = await psp_open(ctx, "selection", pk, share, n_packed, "selection", rc)
-    zs = unmask_selection(layout, plains, layout.n_users)
+    await psp_aggregate_shares(ctx, layout, pk, records, unmask_selection(layout, plains, layout.n_users), rc)
+
+
+async def psp_aggregate_shares(
+    ctx: SessionContext, layout: RecLayout, pk: PublicKey, records: Sequence[UserRecord], zs: Sequence[int],
+    rc: RunCrypto,
+) -> None:
+    """Step ``aggregate`` at the PSP from its z_B (see :func:`sp_aggregate_shares`)."""
     agg = await rc(rating_products, pk, [rec.ratings for rec in records], zs)
     total = pk.encrypt_from_pool(sum(zs))  # count + sum of the SP's masks: hides the count
     await ctx.send("sp", "aggregate", await rc(batch_message, pk, [*(pk.rerandomize(c) for c in agg), total]))

@@ -37,7 +37,6 @@ docs/protocols/recommend.md.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import secrets
 import struct
@@ -49,24 +48,26 @@ from crm.recommender.private import (
     UserRecord,
 )
 from crm.recommender.protocol import (
-    AGGREGATE_STEPS,
     batch_message,
     open_steps,
-    psp_aggregate,
+    psp_aggregate_shares,
     psp_open,
     psp_similarities,
     read_batch,
-    sp_aggregate,
+    sp_aggregate_shares,
     sp_open,
     sp_similarities,
 )
-from mpc.comparison.ot import PUBLIC_BYTES
+from mpc.comparison import shuffle
+from mpc.comparison.ot import NONCE_BYTES, PUBLIC_BYTES, OtChoiceSeeds, OtDeltaKey
 from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey
 from mpc.errors import EncodingError, ParameterError, ProtocolError
-from mpc.packing import SlotLayout, pack_bits, pack_ciphertexts, pack_masks, random_masks
+from mpc.packing import SlotLayout, pack_bits, pack_masks, random_masks
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols import compare
+from mpc.protocols.wire import parse_message
+from mpc.v1 import compare_pb2
 
 RunCrypto = Callable[..., Awaitable[Any]]
 MAX_ROUNDS = 48
@@ -113,69 +114,39 @@ def mask_blocks(layout: RecLayout, blocks: Sequence[Ciphertext]) -> tuple[list[C
     return out, masks
 
 
-def shuffle_values(
-    pk: PublicKey, singles: Sequence[Ciphertext], masks: Sequence[int], target: int
-) -> tuple[list[Ciphertext], list[int]]:
-    """E(value_B) = E(y_B) - m_B, A dropped, in a fresh random order.
-
-    Returns (X, perm) with X[j] the value of user perm[j]. Not re-randomised one by
-    one: the PSP made E(y_B) and knows their randomness, but it never sees an X[j]
-    again, only packed combinations of them that the comparison re-randomises
-    with a fresh encryption of zero of the SP's (``mask_and_pack``), which hides
-    every coin it knew. That saves n encryptions of zero a query.
-    """
-    users = [u for u in range(len(singles)) if u != target]
-    perm = users[:]
-    for i in range(len(perm) - 1, 0, -1):  # Fisher-Yates with a CSPRNG
+def shuffle_order(n_users: int, target: int) -> list[int]:
+    """The SP's fresh permutation of the shuffle's wires (:func:`mpc.comparison.shuffle.size_for`):
+    positions 0 .. n-2 hold the users other than A in a uniformly random order, position
+    n - 1 holds A, the padding wires stay where they are."""
+    users = [u for u in range(n_users) if u != target]
+    for i in range(len(users) - 1, 0, -1):  # Fisher-Yates with a CSPRNG
         j = secrets.randbelow(i + 1)
-        perm[i], perm[j] = perm[j], perm[i]
-    return [singles[u].add_plain(-masks[u]) for u in perm], perm
+        users[i], users[j] = users[j], users[i]
+    return [*users, target, *range(n_users, shuffle.size_for(n_users))]
 
 
-def reshare_layout(layout: RecLayout, pk: PublicKey) -> SlotLayout:
-    """Slots of the re-shared values Y_j = X_j + M_j (ranked bits, kappa bits of mask)."""
-    return SlotLayout.for_modulus(pk.params.n, layout.ranked_bits, 1, kappa=layout.kappa)
-
-
-def held_bits(layout: RecLayout, pk: PublicKey) -> int:
-    """Bits of the values compared in a round: Y_a - Y_b + 2^w with Y < 2^w."""
-    return reshare_layout(layout, pk).mask_bits + 2
-
-
-def reshare(layout: RecLayout, pk: PublicKey, xs: Sequence[Ciphertext]) -> tuple[list[Ciphertext], list[int]]:
-    """SP: E(X_j + M_j) packed and re-randomised, and the masks M_j (statistically hiding)."""
-    sl = reshare_layout(layout, pk)
-    masks = random_masks(sl, len(xs))
-    packed = [
-        pk.rerandomize(pack_ciphertexts(sl, xs[i : i + sl.capacity]).add_plain(pack_masks(sl, masks[i : i + sl.capacity])))
-        for i in range(0, len(xs), sl.capacity)
-    ]
-    return packed, masks
-
-
-RESHARE_PARTS = 4
-"""The re-sharing is opened in this many parts, so that the SP packs one while the PSP
-decrypts another."""
-
-
-def reshare_parts(layout: RecLayout, pk: PublicKey, n: int) -> list[tuple[int, int]]:
-    """[start, stop) of each part of the re-sharing: whole packed ciphertexts, at most
-    :data:`RESHARE_PARTS` of them; both servers compute it from the sizes."""
-    cap = reshare_layout(layout, pk).capacity
-    blocks = -(-n // cap)
-    sizes = compare.chunk_sizes(blocks, RESHARE_PARTS, 1)
-    out, start = [], 0
-    for size in sizes:
-        stop = min(n, start + size * cap)
-        out.append((start, stop))
-        start = stop
+def inverse(perm: Sequence[int]) -> list[int]:
+    out = [0] * len(perm)
+    for j, u in enumerate(perm):
+        out[u] = j
     return out
+
+
+def share_bits(layout: RecLayout) -> int:
+    """Bits of the PSP's shares of the shuffled values: y_B < 2^(mask bits + 1), plus kappa."""
+    return share_layout(layout).mask_bits + 1 + layout.kappa
+
+
+def held_bits(layout: RecLayout) -> int:
+    """Bits of the values compared in a round (:func:`held_values`): shares below 2^(K+1)
+    in absolute value apart, K = :func:`share_bits`, with room for the offset."""
+    return share_bits(layout) + 3
 
 
 def held_values(values: Sequence[int], pairs: Sequence[tuple[int, int]], bits: int) -> list[int]:
     """values[a] - values[b] + 2^(bits - 1) for each pair: non-negative, below 2^bits.
 
-    The PSP's (values Y) and the SP's (masks M) sides of a round: X_a >= X_b iff
+    The PSP's (values Y) and the SP's (M) sides of a round: X_a >= X_b iff
     Y_a - Y_b >= M_a - M_b, compared by :func:`mpc.protocols.compare.sp_compare_held`.
     """
     n, off = len(values), 1 << (bits - 1)
@@ -185,13 +156,34 @@ def held_values(values: Sequence[int], pairs: Sequence[tuple[int, int]], bits: i
     return [values[a] - values[b] + off for a, b in pairs]
 
 
-def unshuffle(bits: Sequence[Ciphertext], perm: Sequence[int], target: int, pk: PublicKey) -> list[Ciphertext]:
-    """E(b_B) in user order from E(b_j) in shuffled order; A gets an encryption of 0."""
-    out: list[Ciphertext | None] = [None] * (len(perm) + 1)
-    for j, u in enumerate(perm):
-        out[u] = bits[j]
-    out[target] = pk.encrypt_from_pool(0)
-    return out  # type: ignore[return-value]
+def shuffle_steps(step: str) -> tuple[Step, Step]:
+    """The two messages of one oblivious shuffle: the SP's OT choices, the PSP's pads."""
+    return Step(step, "sp", "psp"), Step(step + ".pads", "psp", "sp")
+
+
+async def sp_shuffle(
+    ctx: SessionContext, step: str, seeds: OtChoiceSeeds, perm: Sequence[int], rc: RunCrypto
+) -> list[int]:
+    """SP (the permuter): its shares c_k of x_(perm(k)) (:mod:`mpc.comparison.shuffle`)."""
+    swaps = await rc(shuffle.route, perm)
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    columns, labels = await rc(shuffle.permuter_choices, seeds, swaps, nonce)
+    msg = compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns)
+    await ctx.send("psp", step, msg.SerializeToString())
+    pads = await ctx.receive("psp", step + ".pads")
+    return await rc(shuffle.permuter_finish, swaps, labels, nonce, pads)  # type: ignore[no-any-return]
+
+
+async def psp_shuffle(
+    ctx: SessionContext, step: str, key: OtDeltaKey, values: Sequence[int], bits: int, rc: RunCrypto
+) -> list[int]:
+    """PSP (the holder): its shares a_k, uniform in [1, 2^bits], of the SP's permutation of ``values``."""
+    msg = parse_message(compare_pb2.CompareChoices, await ctx.receive("sp", step), "shuffle choices")
+    shares, pads = await rc(
+        shuffle.holder_pads, key, bytes(msg.point), bytes(msg.columns), bytes(msg.nonce), values, bits
+    )
+    await ctx.send("sp", step + ".pads", pads)
+    return shares  # type: ignore[no-any-return]
 
 
 # -- pure steps: the PSP -------------------------------------------------------------------------
@@ -371,13 +363,36 @@ def decode_pairs(data: bytes) -> list[tuple[int, int]]:
 
 
 # -- the phases top-N modes share (each party's side, inside a session) ---------------------------
-RANKED_STEPS = (
+SHARED_STEPS = (
     *open_steps("target"),
     Step("sims", "psp", "sp"),
     *open_steps("shares"),
-    Step("singles", "psp", "sp"),
 )
-"""Steps 1-3 of the module docstring, which every top-N protocol starts with."""
+"""Steps 1-2 of the module docstring, which every top-N protocol starts with."""
+
+RANKED_STEPS = (*SHARED_STEPS, Step("singles", "psp", "sp"))
+"""Steps 1-2 and E(y_B) for every user (``singles``), as protocol "recommend-rank" starts."""
+
+
+async def sp_ranked_shares(
+    ctx: SessionContext, layout: RecLayout, pk: PublicKey, share: KeyShare,
+    records: Sequence[UserRecord], blocks: Sequence[Sequence[Ciphertext]], a: int, rc: RunCrypto,
+) -> list[int]:
+    """SP: the ranked similarities opened to the PSP masked, y_B = value_B + m_B; the masks m_B."""
+    sims = await sp_similarities(ctx, layout, pk, share, records, blocks, a, rc)
+    shares, masks = await rc(mask_blocks, layout, await rc(ranked_blocks, layout, sims))
+    await sp_open(ctx, "shares", pk, share, shares, rc)
+    return masks  # type: ignore[no-any-return]
+
+
+async def psp_ranked_shares(
+    ctx: SessionContext, layout: RecLayout, pk: PublicKey, share: KeyShare,
+    blocks: Sequence[Sequence[Ciphertext]], rc: RunCrypto,
+) -> list[int]:
+    """PSP: y_B = value_B + m_B, in user order, from the masked blocks."""
+    await psp_similarities(ctx, layout, pk, share, blocks, rc)
+    plains = await psp_open(ctx, "shares", pk, share, len(blocks), "masked values", rc)
+    return share_layout(layout).unpack_many(plains, layout.n_users)
 
 
 async def sp_ranked_singles(
@@ -385,9 +400,7 @@ async def sp_ranked_singles(
     records: Sequence[UserRecord], blocks: Sequence[Sequence[Ciphertext]], a: int, rc: RunCrypto,
 ) -> tuple[list[Ciphertext], list[int]]:
     """SP: the ranked similarities, one ciphertext per user: E(value_B + m_B) and the masks m_B."""
-    sims = await sp_similarities(ctx, layout, pk, share, records, blocks, a, rc)
-    shares, masks = await rc(mask_blocks, layout, await rc(ranked_blocks, layout, sims))
-    await sp_open(ctx, "shares", pk, share, shares, rc)
+    masks = await sp_ranked_shares(ctx, layout, pk, share, records, blocks, a, rc)
     singles = await rc(read_batch, pk, await ctx.receive("psp", "singles"), layout.n_users, "single values")
     return singles, masks
 
@@ -397,9 +410,7 @@ async def psp_ranked_singles(
     blocks: Sequence[Sequence[Ciphertext]], rc: RunCrypto,
 ) -> None:
     """PSP: reads y_B = value_B + m_B from the masked blocks and sends each back encrypted."""
-    await psp_similarities(ctx, layout, pk, share, blocks, rc)
-    plains = await psp_open(ctx, "shares", pk, share, len(blocks), "masked values", rc)
-    ys = share_layout(layout).unpack_many(plains, layout.n_users)
+    ys = await psp_ranked_shares(ctx, layout, pk, share, blocks, rc)
     await ctx.send("sp", "singles", await rc(batch_message, pk, [pk.encrypt_from_pool(y) for y in ys]))
 
 
@@ -411,22 +422,19 @@ class SpTopN:
         pk: PublicKey = i["pk"]
         share: KeyShare = i["share"]
         records: list[UserRecord] = i["records"]
-        blocks: list[list[Ciphertext]] = i["blocks"]
         a: int = i["target"]
         rc: RunCrypto = i.get("run_crypto") or _inline
-        singles, masks = await sp_ranked_singles(ctx, layout, pk, share, records, blocks, a, rc)
-        xs, perm = await rc(shuffle_values, pk, singles, masks, a)
-        ot_key = (i.get("compare_pools") or SpPools()).ot
-        await ctx.send("psp", "ot-key", ot_key.public())
+        pools = i.get("compare_pools") or SpPools()
+        n = layout.n_users - 1
 
-        async def reshare_part(j: int, start: int, stop: int) -> list[int]:
-            packed, part_masks = await rc(reshare, layout, pk, xs[start:stop])
-            await sp_open(ctx, f"reshare{j}", pk, share, packed, rc)
-            return part_masks
-
-        parts = reshare_parts(layout, pk, len(xs))
-        held = [m for ms in await asyncio.gather(*(reshare_part(j, *p) for j, p in enumerate(parts))) for m in ms]
-        bits = held_bits(layout, pk)
+        masks = await sp_ranked_shares(ctx, layout, pk, share, records, i["blocks"], a, rc)
+        await ctx.send("psp", "ot-key", pools.ot.public())
+        seeds = await rc(pools.shuffle_seeds.get, await ctx.receive("psp", "shuffle-key"))
+        perm = shuffle_order(layout.n_users, a)
+        c = await sp_shuffle(ctx, "shuffle", seeds, perm, rc)
+        # X_j = y_perm(j) - m_perm(j) = Y_j + c_j - m_perm(j) = Y_j - M_j.
+        held = [masks[perm[j]] - c[j] for j in range(n)]
+        bits = held_bits(layout)
 
         for rnd in range(MAX_ROUNDS + 1):
             pairs = decode_pairs(await ctx.receive("psp", f"q{rnd}"))
@@ -435,13 +443,11 @@ class SpTopN:
             if rnd == MAX_ROUNDS:
                 raise ProtocolError(f"selection did not finish in {MAX_ROUNDS} rounds")
             values = held_values(held, pairs, bits)
-            await compare.sp_compare_held(ctx, ot_key=ot_key, values=values, bits=bits, prefix=f"r{rnd}-", run_crypto=rc)
-        chosen = await rc(read_batch, pk, await ctx.receive("psp", "chosen"), len(perm), "selection bits")
-        # No re-randomisation here either: the PSP sees these bits again only packed and
-        # re-randomised by the SP (``mask_selection``), so n encryptions of zero are saved.
-        bits = await rc(unshuffle, chosen, perm, a, pk)
+            await compare.sp_compare_held(ctx, ot_key=pools.ot, values=values, bits=bits, prefix=f"r{rnd}-", run_crypto=rc)
 
-        return await sp_aggregate(ctx, layout, pk, share, records, bits, rc)
+        # The selection bits back in user order, shared: b_B = z_B + c_B, z_B at the PSP.
+        c = await sp_shuffle(ctx, "unshuffle", seeds, inverse(perm), rc)
+        return await sp_aggregate_shares(ctx, layout, pk, records, [-x for x in c[: layout.n_users]], rc)
 
 
 class PspTopN:
@@ -451,27 +457,21 @@ class PspTopN:
         pk: PublicKey = i["pk"]
         share: KeyShare = i["share"]
         records: list[UserRecord] = i["records"]
-        blocks: list[list[Ciphertext]] = i["blocks"]
         top_n: int = i["top_n"]
         rc: RunCrypto = i.get("run_crypto") or _inline
         pools = i.get("compare_pools") or PspPools()
-
-        await psp_ranked_singles(ctx, layout, pk, share, blocks, rc)
-
         n = layout.n_users - 1
+        width = shuffle.size_for(layout.n_users)
+
+        ys = await psp_ranked_shares(ctx, layout, pk, share, i["blocks"], rc)
         sp_key = await ctx.receive("sp", "ot-key")
         if len(sp_key) != PUBLIC_BYTES:
             raise EncodingError(f"the SP's OT key: {len(sp_key)} bytes, expected {PUBLIC_BYTES}")
-        sl = reshare_layout(layout, pk)
+        await ctx.send("sp", "shuffle-key", pools.shuffle_key.public())
+        shuffled = [*ys, *[0] * (width - layout.n_users)]
+        held = (await psp_shuffle(ctx, "shuffle", pools.shuffle_key, shuffled, share_bits(layout), rc))[:n]
+        bits = held_bits(layout)
 
-        async def reshare_part(j: int, start: int, stop: int) -> list[int]:
-            count = stop - start
-            plains = await psp_open(ctx, f"reshare{j}", pk, share, sl.count_plaintexts(count), "re-shared values", rc)
-            return sl.unpack_many(plains, count)
-
-        parts = reshare_parts(layout, pk, n)
-        ys = [y for part in await asyncio.gather(*(reshare_part(j, *p) for j, p in enumerate(parts))) for y in part]
-        bits = held_bits(layout, pk)
         sel = SELECTORS[i.get("selector", "sample")](n, min(top_n, n))
         rnd = 0
         while not sel.done:
@@ -480,16 +480,16 @@ class PspTopN:
             pairs = sel.pairs()
             await ctx.send("sp", f"q{rnd}", encode_pairs(pairs))
             outcome = await compare.psp_compare_held(
-                ctx, pools=pools, sp_ot_key=sp_key, values=held_values(ys, pairs, bits), bits=bits,
+                ctx, pools=pools, sp_ot_key=sp_key, values=held_values(held, pairs, bits), bits=bits,
                 prefix=f"r{rnd}-", run_crypto=rc,
             )
             sel.outcome(outcome)
             rnd += 1
         await ctx.send("sp", f"q{rnd}", b"")
-        chosen = [pk.encrypt_from_pool(1 if j in sel.chosen else 0) for j in range(n)]
-        await ctx.send("sp", "chosen", await rc(batch_message, pk, chosen))
 
-        await psp_aggregate(ctx, layout, pk, share, records, rc)
+        chosen = [1 if j in sel.chosen else 0 for j in range(width)]
+        zs = await psp_shuffle(ctx, "unshuffle", pools.shuffle_key, chosen, 1 + layout.kappa, rc)
+        await psp_aggregate_shares(ctx, layout, pk, records, zs[: layout.n_users], rc)
         return len(sel.chosen)
 
 
@@ -507,11 +507,12 @@ class RecommendTopN(ProtocolSpec):
     name = "recommend-topn"
     roles = ("sp", "psp")
     steps = (
-        *RANKED_STEPS,
+        *SHARED_STEPS,
         Step("ot-key", "sp", "psp"),
-        *(step for j in range(RESHARE_PARTS) for step in open_steps(f"reshare{j}")),
+        Step("shuffle-key", "psp", "sp"),
+        *shuffle_steps("shuffle"),
         *_round_steps(),
-        Step("chosen", "psp", "sp"),
-        *AGGREGATE_STEPS,
+        *shuffle_steps("unshuffle"),
+        Step("aggregate", "psp", "sp"),
     )
     role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpTopN, "psp": PspTopN}

@@ -41,6 +41,7 @@ __all__ = [
     "BitEncryption",
     "Pool",
     "PspPools",
+    "SeedCache",
     "SpPools",
     "bit_encryption_pool",
     "dummy_pool",
@@ -114,6 +115,24 @@ def dummy_pool(target: int = 0) -> Pool[bytes]:
 
 
 @dataclass
+class SeedCache:
+    """Base OTs with other parties' OT keys (:class:`OtChoiceSeeds`, 256 ECDHs each), kept
+    for the 16 keys seen last; thread-safe (batches of a session run in several threads)."""
+
+    _seeds: dict[bytes, OtChoiceSeeds] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def get(self, public: bytes) -> OtChoiceSeeds:
+        with self._lock:
+            seeds = self._seeds.get(public)
+            if seeds is None:
+                if len(self._seeds) >= 16:
+                    self._seeds.pop(next(iter(self._seeds)))
+                seeds = self._seeds[public] = OtChoiceSeeds(public)
+            return seeds
+
+
+@dataclass
 class SpPools:
     """What the SP precomputes: encryptions of bits under its own curve (zero-test) key.
 
@@ -124,6 +143,8 @@ class SpPools:
     bits: Pool[BitEncryption] = field(init=False)
     ot: OtDeltaKey = field(default_factory=OtDeltaKey)
     """Method "gc": the SP's garbling Delta and base-OT key, fresh for each server start."""
+    shuffle_seeds: SeedCache = field(default_factory=SeedCache)
+    """Base OTs with the PSP's shuffle keys (the SP chooses, the PSP holds the Delta)."""
 
     def __post_init__(self) -> None:
         self.bits = bit_encryption_pool(self.key)
@@ -138,18 +159,13 @@ class PspPools:
 
     dummies: Pool[bytes] = field(default_factory=dummy_pool)
     _randomizers: dict[bytes, Pool[tuple[ec.Point, ec.Point]]] = field(default_factory=dict)
-    _ot: dict[bytes, OtChoiceSeeds] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _ot: SeedCache = field(default_factory=SeedCache)
+    shuffle_key: OtDeltaKey = field(default_factory=OtDeltaKey)
+    """The PSP's base-OT key as the holder of an oblivious shuffle (:mod:`mpc.comparison.shuffle`)."""
 
     def ot_seeds(self, sp_ot_key: bytes) -> OtChoiceSeeds:
         """Method "gc": the base OTs with the SP's key (256 ECDHs once per key, then kept)."""
-        with self._lock:
-            seeds = self._ot.get(sp_ot_key)
-            if seeds is None:
-                if len(self._ot) >= 16:
-                    self._ot.pop(next(iter(self._ot)))
-                seeds = self._ot[sp_ot_key] = OtChoiceSeeds(sp_ot_key)
-            return seeds
+        return self._ot.get(sp_ot_key)
 
     def randomizers(self, public_key: bytes) -> Pool[tuple[ec.Point, ec.Point]]:
         """The randomizer pool for the SP key ``public_key`` (created empty on first use)."""

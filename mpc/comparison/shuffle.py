@@ -1,0 +1,219 @@
+"""Oblivious permute-and-share through a Benes network with one OT per switch (raw maths).
+
+The *holder* (the PSP in top-N) has values x_0 .. x_(N-1); the *permuter* (the
+SP) has a permutation pi. Afterwards the holder has fresh random integers a_k
+and the permuter integers c_k with a_k + c_k = x_(pi(k)): an additive sharing
+of the permuted values in which neither learns anything (the holder's shares
+are its own coins; the permuter sees only one-time-padded differences).
+
+* Network: a Benes network on N = 2^m wires, 2m - 1 layers of N/2 switches,
+  routed for pi by the looping algorithm (:func:`route`); its wiring
+  (:func:`structure`) depends on N only and is public.
+* One switch on wires (p, q), swap bit s known to the permuter, shares
+  (a_p, a_q) at the holder and (c_p, c_q) at the permuter: the holder draws
+  fresh r_p, r_q and offers, by 1-out-of-2 OT, (a_p - r_p, a_q - r_q) for s = 0
+  and (a_q - r_p, a_p - r_q) for s = 1; the permuter receives the pair for s
+  and adds it to (c_p, c_q), swapped if s = 1; the holder keeps (r_p, r_q).
+  Then a + c on wire p is the value that belongs there, and the holder's
+  next messages depend on its own coins only, so the whole network is one
+  OT extension and one message each way.
+* OT: random OT from the correlated IKNP extension of :mod:`mpc.comparison.ot`
+  with the roles of protocol "compare" swapped (the holder holds Delta), each
+  pad H(q_j), H(q_j XOR Delta) hashed with a per-switch tweak (TMMO).
+  Differences travel as 16-byte two's-complement words, two per message.
+
+Hiding: the holder's values must be below 2^(bits - kappa) for shares of
+``bits`` bits to hide them statistically (2^-kappa); the first layer's
+messages x - r are then as close to uniform.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+import numpy as np
+
+from mpc.comparison import gc, ot
+from mpc.errors import EncodingError, ParameterError
+
+__all__ = [
+    "apply",
+    "holder_pads",
+    "permuter_choices",
+    "permuter_finish",
+    "route",
+    "size_for",
+    "structure",
+]
+
+Layer = list[tuple[int, int]]
+_WORD = 16
+_MOD = 1 << (8 * _WORD)
+
+
+def size_for(count: int) -> int:
+    """The network's width for ``count`` values: the next power of two, at least 2."""
+    if count < 1:
+        raise ParameterError("a shuffle needs at least one value")
+    return max(2, 1 << (count - 1).bit_length())
+
+
+def _check_width(n: int) -> None:
+    if n < 2 or n & (n - 1):
+        raise ParameterError(f"a Benes network has a power-of-two width >= 2, not {n}")
+
+
+def structure(n: int) -> list[Layer]:
+    """The switches' wire pairs, layer by layer, for width ``n`` (public)."""
+    _check_width(n)
+    return _structure(list(range(n)))
+
+
+def _structure(wires: list[int]) -> list[Layer]:
+    if len(wires) == 2:
+        return [[(wires[0], wires[1])]]
+    pairs = [(wires[2 * i], wires[2 * i + 1]) for i in range(len(wires) // 2)]
+    up, low = _structure(wires[0::2]), _structure(wires[1::2])
+    return [pairs, *(a + b for a, b in zip(up, low, strict=True)), pairs]
+
+
+def route(perm: Sequence[int]) -> list[list[int]]:
+    """Swap bits, in :func:`structure` order, that make the network output
+    out[k] = in[perm[k]] (perm a permutation of range(n), n a power of two)."""
+    n = len(perm)
+    _check_width(n)
+    if sorted(perm) != list(range(n)):
+        raise ParameterError("not a permutation")
+    dest = [0] * n
+    for k, i in enumerate(perm):
+        dest[i] = k  # input i goes to output k
+    return _route(dest)
+
+
+def _route(dest: list[int]) -> list[list[int]]:
+    n = len(dest)
+    if n == 2:
+        return [[int(dest[0] == 1)]]
+    half = n // 2
+    side = [-1] * n  # 0: through the upper subnetwork, 1: the lower
+    source = [0] * n
+    for i, d in enumerate(dest):
+        source[d] = i
+    for start in range(0, n, 2):
+        if side[start] != -1:
+            continue
+        i = start
+        while side[i] == -1:  # the looping algorithm: partners alternate subnetworks
+            side[i], side[i ^ 1] = 0, 1
+            j = source[dest[i ^ 1] ^ 1]  # the input whose output shares a switch with i^1's
+            if side[j] != -1:
+                break
+            i = j
+    in_bits = [int(side[2 * i] == 1) for i in range(half)]  # swap: the odd input goes up
+    up_dest, low_dest = [0] * half, [0] * half
+    for i in range(n):
+        (up_dest if side[i] == 0 else low_dest)[i >> 1] = dest[i] >> 1
+    out_bits = [0] * half
+    for i in range(n):
+        if side[i] == 0:
+            out_bits[dest[i] >> 1] = dest[i] & 1  # the upper output lands on the odd wire: swap
+    up, low = _route(up_dest), _route(low_dest)
+    return [in_bits, *(a + b for a, b in zip(up, low, strict=True)), out_bits]
+
+
+def apply(values: Sequence[int], bits: list[list[int]]) -> list[int]:
+    """The network in the clear (the tests' reference)."""
+    v = list(values)
+    for layer, layer_bits in zip(structure(len(v)), bits, strict=True):
+        for (p, q), s in zip(layer, layer_bits, strict=True):
+            if s:
+                v[p], v[q] = v[q], v[p]
+    return v
+
+
+def _tweaks(nonce: bytes, count: int) -> np.ndarray:
+    """(2, count, 16): two pad blocks per switch, tweak = nonce || 2j + h."""
+    idx = np.arange(2 * count, dtype="<u4").reshape(count, 2).T
+    out = np.empty((2, count, gc.LABEL_BYTES), dtype=np.uint8)
+    out[..., : gc.GATE_NONCE_BYTES] = np.frombuffer(nonce[: gc.GATE_NONCE_BYTES], dtype=np.uint8)
+    out[..., gc.GATE_NONCE_BYTES :] = np.ascontiguousarray(idx)[..., None].view(np.uint8)
+    return out
+
+
+def _pads(labels: np.ndarray, nonce: bytes) -> list[tuple[int, int]]:
+    """Two 16-byte pads (as ints) per switch from its OT label."""
+    tw = _tweaks(nonce, labels.shape[0])
+    h0, h1 = gc.hash_labels(labels, tw[0]), gc.hash_labels(labels, tw[1])
+    return [
+        (int.from_bytes(a.tobytes(), "little"), int.from_bytes(b.tobytes(), "little"))
+        for a, b in zip(h0, h1, strict=True)
+    ]
+
+
+def holder_pads(
+    key: ot.OtDeltaKey, point: bytes, columns: bytes, nonce: bytes, values: Sequence[int], bits: int
+) -> tuple[list[int], bytes]:
+    """Holder: its final shares a_k (uniform in [1, 2^bits]) and the message of encrypted pairs.
+
+    ``values`` (width a power of two) must be non-negative integers; shares are
+    drawn from [1, 2^bits], so values below 2^(bits - kappa) are hidden to
+    2^-kappa, and a permuted bit b leaves the permuter c = b - a <= 0.
+    """
+    n = len(values)
+    layers = structure(n)
+    switches = sum(len(layer) for layer in layers)
+    if not 1 <= bits <= 8 * _WORD - 2:
+        raise ParameterError(f"share bits must be in [1, {8 * _WORD - 2}], got {bits}")
+    q = ot.extend_delta(key, point, columns, switches, nonce)
+    p0 = _pads(q, nonce)
+    p1 = _pads(q ^ key.delta_array(), nonce)
+    a = [int(v) for v in values]
+    out = bytearray()
+    j = 0
+    for layer in layers:
+        for p, r in layer:
+            fresh_p, fresh_r = secrets.randbits(bits) + 1, secrets.randbits(bits) + 1
+            straight = ((a[p] - fresh_p) % _MOD, (a[r] - fresh_r) % _MOD)
+            crossed = ((a[r] - fresh_p) % _MOD, (a[p] - fresh_r) % _MOD)
+            for (m0, m1), (k0, k1) in ((straight, p0[j]), (crossed, p1[j])):
+                out += (m0 ^ k0).to_bytes(_WORD, "little") + (m1 ^ k1).to_bytes(_WORD, "little")
+            a[p], a[r] = fresh_p, fresh_r
+            j += 1
+    return a, bytes(out)
+
+
+def permuter_choices(seeds: ot.OtChoiceSeeds, swap_bits: list[list[int]], nonce: bytes) -> tuple[bytes, np.ndarray]:
+    """Permuter: the OT extension choosing each switch's pair by its swap bit."""
+    flat = [s for layer in swap_bits for s in layer]
+    return ot.extend_choices(seeds, flat, nonce)
+
+
+def permuter_finish(
+    swap_bits: list[list[int]], labels: np.ndarray, nonce: bytes, message: bytes, shares: Sequence[int] | None = None
+) -> list[int]:
+    """Permuter: its final shares c_k, with a_k + c_k = x_(pi(k)) (``shares``: its
+    shares of the inputs, zeros by default)."""
+    n = 2 * len(swap_bits[0])
+    layers = structure(n)
+    switches = sum(len(layer) for layer in layers)
+    if len(message) != switches * 4 * _WORD:
+        raise EncodingError(f"shuffle pads: {len(message)} bytes, expected {switches * 4 * _WORD}")
+    if labels.shape[0] != switches:
+        raise ParameterError("OT labels do not match the network")
+    pads = _pads(labels, nonce)
+    c = [0] * n if shares is None else [int(v) for v in shares]
+    j = 0
+    for layer, layer_bits in zip(layers, swap_bits, strict=True):
+        for (p, r), s in zip(layer, layer_bits, strict=True):
+            o = (4 * j + 2 * s) * _WORD
+            k0, k1 = pads[j]
+            m0 = int.from_bytes(message[o : o + _WORD], "little") ^ k0
+            m1 = int.from_bytes(message[o + _WORD : o + 2 * _WORD], "little") ^ k1
+            m0, m1 = (m0 - _MOD if m0 >> 127 else m0), (m1 - _MOD if m1 >> 127 else m1)
+            if s:
+                c[p], c[r] = c[r] + m0, c[p] + m1
+            else:
+                c[p], c[r] = c[p] + m0, c[r] + m1
+            j += 1
+    return c
