@@ -137,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         # its own: the DGK pools (bit encryptions, randomizers, dummies) stay empty.
         t = time.perf_counter()
         psp_pools, sp_pools = PspPools(), SpPools(curve)
-        # One process plays both servers, so one pool serves both: about 2n encryptions of
-        # zero a top-N query at each server (each server's own pool, in a deployment).
-        pk.pool.fill((4 * n + 256 if topn else cparams.count) + 2 * layout.n_blocks + 2 * layout.n_rating_ciphertexts + 64)
+        # One process plays both servers, so one pool serves both: rank selection encrypts about
+        # 2n values at each server; shuffle-then-select only the packed values' re-randomisations.
+        per_user = 4 * n + 256 if selector == "rank" else 0
+        pk.pool.fill((per_user if topn else cparams.count) + 2 * layout.n_blocks + 2 * layout.n_rating_ciphertexts + 64)
         on_demand, drawn = pk.pool.on_demand, pk.pool.drawn
         precompute.append(time.perf_counter() - t)
         OPS.clear()

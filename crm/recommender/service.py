@@ -384,7 +384,10 @@ class RecommenderService:
         # Randomness of the comparisons, precomputed while the server is idle (one query's worth).
         n = self.layout.n_users
         if self.params.top_n:  # SampleSelect: about 1.4n comparisons of ranked values (at most 2n)
-            plan, count, joint = CompareParams(self.layout.ranked_bits, 2 * n).plan, 2 * n, 3 * n
+            plan, count = CompareParams(self.layout.ranked_bits, 2 * n).plan, 2 * n
+            # Shuffle-then-select needs no encryption per user any more (oblivious shuffle, garbled
+            # comparisons of shares); rank selection still encrypts every user's value and output.
+            joint = 3 * n if self.params.selection == "rank" else 0
         else:
             plan, count, joint = compare_params(self.layout).plan, n, n
         self._per_query = {"levels": count * plan.levels, "terms": count * plan.terms}
