@@ -58,7 +58,7 @@ def _run(perm: list[int], values: list[int], bits: int) -> tuple[list[int], list
 @SETTINGS
 @given(permutations(max_log=6), st.data())
 def test_shares_add_up_to_the_permuted_values(perm: list[int], data: st.DataObject) -> None:
-    bits = data.draw(st.sampled_from([2, 41, 112, 126]))
+    bits = data.draw(st.sampled_from([2, 41, 112, 126, 127, 300]))
     top = (1 << max(1, bits - 40)) - 1
     values = data.draw(st.lists(st.integers(0, top), min_size=len(perm), max_size=len(perm)))
     a, c = _run(perm, values, bits)
@@ -97,7 +97,7 @@ def test_malformed_shuffle_messages_are_refused() -> None:
     with pytest.raises(EncodingError):
         shuffle.holder_pads(KEY, SEEDS.point, columns[:-16], nonce, [1] * 8, 50)
     with pytest.raises(ParameterError):
-        shuffle.holder_pads(KEY, SEEDS.point, columns, nonce, [1] * 8, 127)
+        shuffle.holder_pads(KEY, SEEDS.point, columns, nonce, [1] * 8, shuffle.MAX_BITS + 1)
     with pytest.raises(ParameterError):
         shuffle.holder_pads(KEY, SEEDS.point, columns, nonce, [1] * 6, 50)
 

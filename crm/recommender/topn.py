@@ -11,25 +11,24 @@ threshold. Steps:
 2. ``shares``, ``shares.partials`` (SP -> PSP): the blocks plus a fresh mask
    per slot, then the SP's partials; the PSP reads y_B = value_B + m_B
    (statistically hiding).
-3. ``singles`` (PSP -> SP): E(y_B) for every user B, one ciphertext each.
-   The SP removes its masks, drops A and **permutes** (a fresh random order per
-   query): the list X_0 .. X_{n-2} of anonymous values.
-4. ``ot-key``, ``reshare<j>``, ``reshare<j>.partials`` (SP -> PSP): the SP's base-OT
-   key, then the permuted values plus fresh masks, packed and re-randomised, in
-   up to :data:`RESHARE_PARTS` parts opened concurrently:
-   the PSP reads Y_j = X_j + M_j, the SP keeps M_j. An additive sharing of
-   the anonymous values, made once a query.
+3. ``ot-key`` (SP -> PSP), ``shuffle-key`` (PSP -> SP): the servers' base-OT keys.
+4. ``shuffle``, ``shuffle.pads``: an oblivious permute-and-share
+   (:mod:`mpc.comparison.shuffle`): the PSP's y_B go through a Benes network
+   set by the SP for a fresh random order (A last, at position n - 1); the PSP
+   ends with fresh coins Y_j, the SP with c_j, Y_j + c_j = y_perm(j), hence
+   X_j = Y_j - M_j with M_j = m_perm(j) - c_j: the anonymous values, shared.
 5. Selection, in rounds ``q<i>`` (PSP -> SP: pairs of positions to compare)
    and ``r<i>-choices``, ``r<i>-garbled`` (the garbled comparison of
    Y_a - Y_b, the PSP's, with M_a - M_b, the SP's, output revealed to the
    PSP; no decryption): selection (:class:`SampleSelect`) driven by the PSP on
    comparison outcomes it may see. The last ``q<i>`` is empty.
-6. ``chosen`` (PSP -> SP): E(1) for the N selected positions and E(0) for the
-   others; the SP undoes its permutation: E(b_B) in user order.
-7. ``selection`` / ``aggregate``: as in "recommend".
+6. ``unshuffle``, ``unshuffle.pads``: the PSP's selection bits back through the
+   inverse permutation, shared: z_B (the PSP's coins) and rho_B = z_B - b_B
+   (the SP's), in user order.
+7. ``aggregate``: as in "recommend", from those shares.
 
 Leakage: the PSP learns the order relations it asked for among the
-anonymous, freshly permuted and re-randomised values of this one query (the
+anonymous, freshly permuted values of this one query (the
 order of a random subset of pairs, never a value); it cannot link a position
 to a user or to another query. The SP learns nothing beyond sizes. See
 docs/protocols/recommend.md.

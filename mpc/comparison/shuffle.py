@@ -20,7 +20,8 @@ are its own coins; the permuter sees only one-time-padded differences).
 * OT: random OT from the correlated IKNP extension of :mod:`mpc.comparison.ot`
   with the roles of protocol "compare" swapped (the holder holds Delta), each
   pad H(q_j), H(q_j XOR Delta) hashed with a per-switch tweak (TMMO).
-  Differences travel as 16-byte two's-complement words, two per message.
+  Differences travel as two's-complement words of 16 bytes per 128 bits of
+  share (two per message), padded by as many hash blocks.
 
 Hiding: the holder's values must be below 2^(bits - kappa) for shares of
 ``bits`` bits to hide them statistically (2^-kappa); the first layer's
@@ -48,8 +49,13 @@ __all__ = [
 ]
 
 Layer = list[tuple[int, int]]
-_WORD = 16
-_MOD = 1 << (8 * _WORD)
+MAX_BITS = 1022
+"""The widest shares (a word of 1,024 bits, signed)."""
+
+
+def _word(bits: int) -> int:
+    """Bytes of a signed word holding differences of ``bits``-bit shares: 16 per block."""
+    return 16 * ((bits + 2 + 127) // 128)
 
 
 def size_for(count: int) -> int:
@@ -132,22 +138,23 @@ def apply(values: Sequence[int], bits: list[list[int]]) -> list[int]:
     return v
 
 
-def _tweaks(nonce: bytes, count: int) -> np.ndarray:
-    """(2, count, 16): two pad blocks per switch, tweak = nonce || 2j + h."""
-    idx = np.arange(2 * count, dtype="<u4").reshape(count, 2).T
-    out = np.empty((2, count, gc.LABEL_BYTES), dtype=np.uint8)
+def _tweaks(nonce: bytes, count: int, blocks: int) -> np.ndarray:
+    """(blocks, count, 16): pad blocks per switch, tweak = nonce || blocks * j + h."""
+    idx = np.arange(blocks * count, dtype="<u4").reshape(count, blocks).T
+    out = np.empty((blocks, count, gc.LABEL_BYTES), dtype=np.uint8)
     out[..., : gc.GATE_NONCE_BYTES] = np.frombuffer(nonce[: gc.GATE_NONCE_BYTES], dtype=np.uint8)
     out[..., gc.GATE_NONCE_BYTES :] = np.ascontiguousarray(idx)[..., None].view(np.uint8)
     return out
 
 
-def _pads(labels: np.ndarray, nonce: bytes) -> list[tuple[int, int]]:
-    """Two 16-byte pads (as ints) per switch from its OT label."""
-    tw = _tweaks(nonce, labels.shape[0])
-    h0, h1 = gc.hash_labels(labels, tw[0]), gc.hash_labels(labels, tw[1])
+def _pads(labels: np.ndarray, nonce: bytes, word: int) -> list[tuple[int, int]]:
+    """Two pads of ``word`` bytes (as ints) per switch from its OT label."""
+    blocks = 2 * word // gc.LABEL_BYTES
+    tw = _tweaks(nonce, labels.shape[0], blocks)
+    h = np.concatenate([gc.hash_labels(labels, tw[k]) for k in range(blocks)], axis=1)  # (count, 2 word)
     return [
-        (int.from_bytes(a.tobytes(), "little"), int.from_bytes(b.tobytes(), "little"))
-        for a, b in zip(h0, h1, strict=True)
+        (int.from_bytes(row[:word].tobytes(), "little"), int.from_bytes(row[word:].tobytes(), "little"))
+        for row in h
     ]
 
 
@@ -163,21 +170,23 @@ def holder_pads(
     n = len(values)
     layers = structure(n)
     switches = sum(len(layer) for layer in layers)
-    if not 1 <= bits <= 8 * _WORD - 2:
-        raise ParameterError(f"share bits must be in [1, {8 * _WORD - 2}], got {bits}")
+    if not 1 <= bits <= MAX_BITS:
+        raise ParameterError(f"share bits must be in [1, {MAX_BITS}], got {bits}")
+    word = _word(bits)
+    mod = 1 << (8 * word)
     q = ot.extend_delta(key, point, columns, switches, nonce)
-    p0 = _pads(q, nonce)
-    p1 = _pads(q ^ key.delta_array(), nonce)
+    p0 = _pads(q, nonce, word)
+    p1 = _pads(q ^ key.delta_array(), nonce, word)
     a = [int(v) for v in values]
     out = bytearray()
     j = 0
     for layer in layers:
         for p, r in layer:
             fresh_p, fresh_r = secrets.randbits(bits) + 1, secrets.randbits(bits) + 1
-            straight = ((a[p] - fresh_p) % _MOD, (a[r] - fresh_r) % _MOD)
-            crossed = ((a[r] - fresh_p) % _MOD, (a[p] - fresh_r) % _MOD)
+            straight = ((a[p] - fresh_p) % mod, (a[r] - fresh_r) % mod)
+            crossed = ((a[r] - fresh_p) % mod, (a[p] - fresh_r) % mod)
             for (m0, m1), (k0, k1) in ((straight, p0[j]), (crossed, p1[j])):
-                out += (m0 ^ k0).to_bytes(_WORD, "little") + (m1 ^ k1).to_bytes(_WORD, "little")
+                out += (m0 ^ k0).to_bytes(word, "little") + (m1 ^ k1).to_bytes(word, "little")
             a[p], a[r] = fresh_p, fresh_r
             j += 1
     return a, bytes(out)
@@ -197,20 +206,22 @@ def permuter_finish(
     n = 2 * len(swap_bits[0])
     layers = structure(n)
     switches = sum(len(layer) for layer in layers)
-    if len(message) != switches * 4 * _WORD:
-        raise EncodingError(f"shuffle pads: {len(message)} bytes, expected {switches * 4 * _WORD}")
+    word, extra = divmod(len(message), 4 * switches)
+    if extra or word < 16 or word % 16 or word > _word(MAX_BITS):
+        raise EncodingError(f"shuffle pads: {len(message)} bytes is not 64 bytes a block for {switches} switches")
     if labels.shape[0] != switches:
         raise ParameterError("OT labels do not match the network")
-    pads = _pads(labels, nonce)
+    mod, top = 1 << (8 * word), 8 * word - 1
+    pads = _pads(labels, nonce, word)
     c = [0] * n if shares is None else [int(v) for v in shares]
     j = 0
     for layer, layer_bits in zip(layers, swap_bits, strict=True):
         for (p, r), s in zip(layer, layer_bits, strict=True):
-            o = (4 * j + 2 * s) * _WORD
+            o = (4 * j + 2 * s) * word
             k0, k1 = pads[j]
-            m0 = int.from_bytes(message[o : o + _WORD], "little") ^ k0
-            m1 = int.from_bytes(message[o + _WORD : o + 2 * _WORD], "little") ^ k1
-            m0, m1 = (m0 - _MOD if m0 >> 127 else m0), (m1 - _MOD if m1 >> 127 else m1)
+            m0 = int.from_bytes(message[o : o + word], "little") ^ k0
+            m1 = int.from_bytes(message[o + word : o + 2 * word], "little") ^ k1
+            m0, m1 = (m0 - mod if m0 >> top else m0), (m1 - mod if m1 >> top else m1)
             if s:
                 c[p], c[r] = c[r] + m0, c[p] + m1
             else:
