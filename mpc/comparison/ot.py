@@ -185,14 +185,14 @@ class OtChoiceSeeds:
     def __post_init__(self) -> None:
         pub = bytes(self.garbler_public)
         if len(pub) != PUBLIC_BYTES:
-            raise EncodingError(f"garbler's OT key: {len(pub)} bytes, expected {PUBLIC_BYTES}")
+            raise EncodingError(f"the peer's OT key: {len(pub)} bytes, expected {PUBLIC_BYTES}")
         c = _constants()
         key = PrivateKey()
         self.point = key.public_key.format()
         r = key.secret
         seeds = []
         for i in range(KAPPA):
-            p0 = ec.parse_compressed(pub[33 * i : 33 * i + 33], f"garbler's OT point {i}")
+            p0 = ec.parse_compressed(pub[33 * i : 33 * i + 33], f"the peer's OT point {i}")
             p1 = ec.add([c[i], ec.neg(p0)])
             seeds.append(
                 (_seed(i, 0, self.point, ec.ecdh_digest(r, p0)), _seed(i, 1, self.point, ec.ecdh_digest(r, p1)))
