@@ -275,3 +275,30 @@ def test_method_on_the_wire() -> None:
     raw.method = compare_pb2.COMPARE_METHOD_UNSPECIFIED
     with pytest.raises(EncodingError):
         cmp.CompareParams.from_proto(raw)
+
+
+# -- numbers the servers hold: top-N's selection on shares ---------------------------------------
+
+
+@SETTINGS
+@given(st.data())
+def test_held_comparison_of_shares_equals_the_plaintext_order(data: st.DataObject) -> None:
+    """X_j = Y_j - M_j shared as in top-N (Y at the PSP, M at the SP): the garbled comparison of
+    Y_a - Y_b with M_a - M_b gives [X_a >= X_b], ties and the edges of the range included."""
+    from crm.recommender.topn import held_values
+
+    x_bits = data.draw(st.sampled_from([1, 8, 31]))
+    k = x_bits + 40 + 1  # the PSP's shares: its coins, kappa bits wider than the values
+    top = (1 << x_bits) - 1
+    xs = data.draw(st.lists(st.one_of(st.sampled_from([0, top]), st.integers(0, top)), min_size=2, max_size=40))
+    ys = [secrets.randbelow(1 << k) + 1 for _ in xs]
+    ms = [y - x for x, y in zip(xs, ys, strict=True)]
+    pairs = data.draw(
+        st.lists(st.tuples(st.integers(0, len(xs) - 1), st.integers(0, len(xs) - 1)).filter(lambda p: p[0] != p[1]),
+                 min_size=1, max_size=60)
+    )
+    bits = k + 3
+    psp_pools, sp_pools = PspPools(), SpPools()
+    labels, choices = cmp.psp_held_choices(psp_pools, sp_pools.ot.public(), held_values(ys, pairs, bits), bits)
+    garbled = cmp.sp_held_garble(sp_pools.ot, held_values(ms, pairs, bits), bits, choices)
+    assert cmp.psp_held_result(labels, garbled) == [int(xs[a] >= xs[b]) for a, b in pairs]
