@@ -57,12 +57,13 @@ def test_base_ots_give_the_garbler_one_seed_of_each_pair() -> None:
     assert KEY.seeds(other.point)[0] in other.seeds[0]
 
 
-def test_ot_keys_are_fresh_and_round_trip() -> None:
-    """Two keys share neither Delta nor published points; a stored key publishes the same."""
+def test_ot_keys_are_fresh_and_deterministic() -> None:
+    """Two keys share neither Delta nor published points; the same Delta and secrets publish
+    the same points."""
     a, b = ot.OtDeltaKey(), ot.OtDeltaKey()
     assert a.delta != b.delta and a.public() != b.public()
     assert len(a.public()) == ot.PUBLIC_BYTES
-    again = ot.OtDeltaKey.from_bytes(a.to_bytes())
+    again = ot.OtDeltaKey(a.delta, a.secrets_)
     assert again.public() == a.public() and again.delta == a.delta
 
 
@@ -84,7 +85,6 @@ def test_malformed_ot_input_is_refused() -> None:
         lambda: ot.extend_delta(KEY, b"\x02" + bytes(32), message, 3, nonce),
         lambda: ot.OtChoiceSeeds(KEY.public()[:-1]),
         lambda: ot.OtChoiceSeeds(b"\x05" * ot.PUBLIC_BYTES),
-        lambda: ot.OtDeltaKey.from_bytes(b"\x00" * 10),
     ):
         with pytest.raises(EncodingError):
             bad()
@@ -94,6 +94,8 @@ def test_malformed_ot_input_is_refused() -> None:
         ot.extend_choices(SEEDS, [0, 2], nonce)
     with pytest.raises(ParameterError):
         ot.OtDeltaKey(delta=b"\x00" * 16)  # colour bit clear
+    with pytest.raises(ParameterError):
+        ot.OtDeltaKey(secrets_=(b"\x01" * 32,))  # not 128 secrets
 
 
 # -- the garbled borrow chain ------------------------------------------------------------------

@@ -43,6 +43,7 @@ __all__ = [
     "evaluate_less_than",
     "garble_less_than",
     "hash_labels",
+    "tweaks",
     "value_bits",
 ]
 
@@ -88,15 +89,21 @@ def _times(bit: np.ndarray, x: np.ndarray) -> np.ndarray:
     return x & (np.uint8(0) - bit.astype(np.uint8))[:, None]
 
 
+def tweaks(nonce: bytes, count: int) -> np.ndarray:
+    """(count, 16): the hash tweaks nonce || j for j < count (a 12-byte nonce, a 32-bit counter).
+
+    Every user of one Delta draws a fresh nonce per batch, so no tweak repeats."""
+    if len(nonce) != GATE_NONCE_BYTES:
+        raise ParameterError(f"a tweak nonce has {GATE_NONCE_BYTES} bytes")
+    out = np.empty((count, LABEL_BYTES), dtype=np.uint8)
+    out[:, :GATE_NONCE_BYTES] = np.frombuffer(nonce, dtype=np.uint8)
+    out[:, GATE_NONCE_BYTES:] = np.arange(count, dtype="<u4")[:, None].view(np.uint8)
+    return out
+
+
 def _tweaks(nonce: bytes, count: int, bits: int) -> np.ndarray:
     """(bits, 2, count, 16): tweak of gate (k, i), half h = nonce || 2 * (i * count + k) + h."""
-    if len(nonce) != GATE_NONCE_BYTES:
-        raise ParameterError(f"a garbling nonce has {GATE_NONCE_BYTES} bytes")
-    idx = np.arange(2 * bits * count, dtype=np.uint32).reshape(bits, count, 2).transpose(0, 2, 1)
-    out = np.empty((bits, 2, count, LABEL_BYTES), dtype=np.uint8)
-    out[..., :GATE_NONCE_BYTES] = np.frombuffer(nonce, dtype=np.uint8)
-    out[..., GATE_NONCE_BYTES:] = np.ascontiguousarray(idx, dtype="<u4")[..., None].view(np.uint8)
-    return out
+    return tweaks(nonce, 2 * bits * count).reshape(bits, count, 2, LABEL_BYTES).transpose(0, 2, 1, 3)
 
 
 @dataclass(frozen=True)
@@ -169,7 +176,7 @@ def _random_labels(count: int) -> np.ndarray:
 
 
 def evaluate_less_than(labels: np.ndarray, garbled: Garbled, nonce: bytes) -> np.ndarray:
-    """Evaluate: [c_k < r_k] XOR delta_k (K,) from the evaluator's labels (K, l, 16)."""
+    """Evaluate: [c_k < r_k] XOR masks_k (K,) from the evaluator's labels (K, l, 16)."""
     count, bits = labels.shape[0], labels.shape[1]
     if garbled.tables.shape != (bits, 2, count, LABEL_BYTES):
         raise ParameterError("garbled tables do not match the labels")

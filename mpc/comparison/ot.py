@@ -106,10 +106,8 @@ def transpose(columns: np.ndarray, rows: int) -> np.ndarray:
 
 @dataclass
 class OtDeltaKey:
-    """The garbler's long-lived base-OT key: Delta (colour bit set) and 128 secrets.
-
-    Persist :meth:`to_bytes` (it is secret); publish :meth:`public`.
-    """
+    """The garbler's base-OT key: Delta (colour bit set) and 128 secrets, kept in memory
+    for the life of a server; :meth:`public` is what the evaluator needs."""
 
     delta: bytes = field(default=b"")
     secrets_: tuple[bytes, ...] = ()
@@ -140,18 +138,6 @@ class OtDeltaKey:
         """The 128 points P_i0 (4,224 bytes), what the evaluator needs."""
         return self._public
 
-    def fingerprint(self) -> bytes:
-        return hashlib.sha256(_DOMAIN + b"fp" + self._public).digest()[:16]
-
-    def to_bytes(self) -> bytes:
-        return self.delta + b"".join(self.secrets_)
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> OtDeltaKey:
-        if len(raw) != LABEL_BYTES + 32 * KAPPA:
-            raise EncodingError(f"OT key: {len(raw)} bytes, expected {LABEL_BYTES + 32 * KAPPA}")
-        return cls(raw[:LABEL_BYTES], tuple(raw[16 + 32 * i : 48 + 32 * i] for i in range(KAPPA)))
-
     def seeds(self, point: bytes) -> list[bytes]:
         """k_i,Delta_i for the evaluator's R (compressed); 128 ECDHs, kept per R."""
         with self._lock:  # batches of one session are garbled in several threads
@@ -179,7 +165,6 @@ class OtChoiceSeeds:
 
     garbler_public: bytes
     point: bytes = field(init=False)
-    fingerprint: bytes = field(init=False)
     seeds: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -198,7 +183,6 @@ class OtChoiceSeeds:
                 (_seed(i, 0, self.point, ec.ecdh_digest(r, p0)), _seed(i, 1, self.point, ec.ecdh_digest(r, p1)))
             )
         self.seeds = tuple(seeds)
-        self.fingerprint = hashlib.sha256(_DOMAIN + b"fp" + pub).digest()[:16]
 
 
 def _pack_choices(bits: np.ndarray, nbytes: int) -> np.ndarray:

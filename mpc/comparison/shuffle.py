@@ -138,19 +138,11 @@ def apply(values: Sequence[int], bits: list[list[int]]) -> list[int]:
     return v
 
 
-def _tweaks(nonce: bytes, count: int, blocks: int) -> np.ndarray:
-    """(blocks, count, 16): pad blocks per switch, tweak = nonce || blocks * j + h."""
-    idx = np.arange(blocks * count, dtype="<u4").reshape(count, blocks).T
-    out = np.empty((blocks, count, gc.LABEL_BYTES), dtype=np.uint8)
-    out[..., : gc.GATE_NONCE_BYTES] = np.frombuffer(nonce[: gc.GATE_NONCE_BYTES], dtype=np.uint8)
-    out[..., gc.GATE_NONCE_BYTES :] = np.ascontiguousarray(idx)[..., None].view(np.uint8)
-    return out
-
-
 def _pads(labels: np.ndarray, nonce: bytes, word: int) -> list[tuple[int, int]]:
     """Two pads of ``word`` bytes (as ints) per switch from its OT label."""
-    blocks = 2 * word // gc.LABEL_BYTES
-    tw = _tweaks(nonce, labels.shape[0], blocks)
+    blocks = 2 * word // gc.LABEL_BYTES  # tweak of block h of switch j: nonce || blocks * j + h
+    tw = gc.tweaks(nonce[: gc.GATE_NONCE_BYTES], labels.shape[0] * blocks).reshape(-1, blocks, gc.LABEL_BYTES)
+    tw = tw.transpose(1, 0, 2)
     h = np.concatenate([gc.hash_labels(labels, tw[k]) for k in range(blocks)], axis=1)  # (count, 2 word)
     return [
         (int.from_bytes(row[:word].tobytes(), "little"), int.from_bytes(row[word:].tobytes(), "little"))

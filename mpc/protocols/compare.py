@@ -427,20 +427,13 @@ def sp_garble(state: SpState, payload: bytes) -> bytes:
     p = state.params
     if state.ot_key is None:
         raise ProtocolError("this comparison batch was not started with method 'gc'")
-    msg = parse_message(compare_pb2.CompareChoices, payload, "comparison OT choices")
-    q = ot.extend_delta(state.ot_key, bytes(msg.point), bytes(msg.columns), p.count * p.bits, bytes(msg.nonce))
     low = (1 << p.bits) - 1
-    r_bits = gc.value_bits(np.array([m & low for m in state.masks], dtype=np.uint64), p.bits)
     encrypted = p.output == OUTPUT_ENCRYPTED
-    state.mu = [secrets.randbits(1) if encrypted else 0 for _ in range(p.count)]
-    out = np.array([state.top(k) ^ state.mu[k] for k in range(p.count)], dtype=np.uint8)
-    nonce = secrets.token_bytes(gc.GATE_NONCE_BYTES)
-    garbled = gc.garble_less_than(
-        state.ot_key.delta_array(), q.reshape(p.count, p.bits, gc.LABEL_BYTES), r_bits, out, nonce
-    )
-    start, tables, decode = garbled.to_bytes()
-    msg_out = compare_pb2.CompareGarbled(nonce=nonce, start=start, tables=tables, decode=decode)
-    return msg_out.SerializeToString()
+    mu = [secrets.randbits(1) if encrypted else 0 for _ in range(p.count)]
+    out = [state.top(k) ^ mu[k] for k in range(p.count)]
+    garbled = sp_held_garble(state.ot_key, [m & low for m in state.masks], p.bits, payload, out)
+    state.mu = mu  # only once the PSP's message was accepted: a refused one changes nothing
+    return garbled
 
 
 def sp_unmask(state: SpState, payload: bytes, *, rerandomize: bool = False) -> list[Ciphertext]:
@@ -563,14 +556,10 @@ def psp_choices(state: PspState, payload: bytes, pools: PspPools | None = None) 
     if p.method != METHOD_GC:
         raise ProtocolError(f"OT choices for a batch of method {p.method!r}")
     _open(state, payload)
-    seeds = (pools if pools is not None else PspPools()).ot_seeds(state.sp_key)
     low = (1 << p.bits) - 1
-    c_bits = gc.value_bits(np.array([v & low for v in state.values], dtype=np.uint64), p.bits)
-    nonce = secrets.token_bytes(ot.NONCE_BYTES)
-    columns, labels = ot.extend_choices(seeds, c_bits.reshape(-1), nonce)
-    state.labels = labels.reshape(p.count, p.bits, gc.LABEL_BYTES)
-    msg = compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns)
-    return msg.SerializeToString()
+    pools = pools if pools is not None else PspPools()
+    state.labels, msg = psp_held_choices(pools, state.sp_key, [v & low for v in state.values], p.bits)
+    return msg
 
 
 def psp_evaluate(state: PspState, payload: bytes) -> tuple[list[int] | None, bytes | None]:
@@ -582,12 +571,8 @@ def psp_evaluate(state: PspState, payload: bytes) -> tuple[list[int] | None, byt
     p = state.params
     if state.labels is None:
         raise ProtocolError("garbled comparison before the OT choices were made (step 'partials')")
-    msg = parse_message(compare_pb2.CompareGarbled, payload, "garbled comparison")
-    if len(msg.nonce) != gc.GATE_NONCE_BYTES:
-        raise EncodingError(f"garbled comparison: nonce of {len(msg.nonce)} bytes")
-    garbled = gc.Garbled.from_bytes(bytes(msg.start), bytes(msg.tables), bytes(msg.decode), p.count, p.bits)
-    read = gc.evaluate_less_than(state.labels, garbled, bytes(msg.nonce))
-    zs = [int(read[k]) ^ state.top(k) for k in range(p.count)]
+    read = psp_held_result(state.labels, payload)
+    zs = [read[k] ^ state.top(k) for k in range(p.count)]
     if p.output == OUTPUT_PSP:
         return zs, None
     cts = [state.pk.encrypt_from_pool(z) for z in zs]
@@ -787,22 +772,27 @@ def psp_held_choices(pools: PspPools, sp_ot_key: bytes, values: Sequence[int], b
     return labels.reshape(len(values), bits, gc.LABEL_BYTES), msg.SerializeToString()
 
 
-def sp_held_garble(ot_key: ot.OtDeltaKey, values: Sequence[int], bits: int, payload: bytes) -> bytes:
-    """SP: garble [a_k >= b_k] for its values b_k on the PSP's OT labels (output to the PSP)."""
+def sp_held_garble(
+    ot_key: ot.OtDeltaKey, values: Sequence[int], bits: int, payload: bytes, masks: Sequence[int] | None = None
+) -> bytes:
+    """SP: garble [a_k < b_k] XOR masks_k for its values b_k on the PSP's OT labels.
+
+    The default masks (all ones) make the PSP read [a_k >= b_k]; method "gc" of the
+    masked comparison passes its own."""
     msg = parse_message(compare_pb2.CompareChoices, payload, "comparison OT choices")
     count = len(values)
     q = ot.extend_delta(ot_key, bytes(msg.point), bytes(msg.columns), count * bits, bytes(msg.nonce))
     nonce = secrets.token_bytes(gc.GATE_NONCE_BYTES)
-    ones = np.ones(count, dtype=np.uint8)  # [a >= b] = NOT [a < b]
+    out = np.ones(count, dtype=np.uint8) if masks is None else np.array(masks, dtype=np.uint8)
     garbled = gc.garble_less_than(
-        ot_key.delta_array(), q.reshape(count, bits, gc.LABEL_BYTES), gc.value_bits(values, bits), ones, nonce
+        ot_key.delta_array(), q.reshape(count, bits, gc.LABEL_BYTES), gc.value_bits(values, bits), out, nonce
     )
     start, tables, decode = garbled.to_bytes()
     return compare_pb2.CompareGarbled(nonce=nonce, start=start, tables=tables, decode=decode).SerializeToString()
 
 
 def psp_held_result(labels: np.ndarray, payload: bytes) -> list[int]:
-    """PSP: evaluate, [a_k >= b_k] for every k."""
+    """PSP: evaluate, [a_k < b_k] XOR masks_k for every k ([a_k >= b_k] with the default masks)."""
     count, bits = labels.shape[0], labels.shape[1]
     msg = parse_message(compare_pb2.CompareGarbled, payload, "garbled comparison")
     if len(msg.nonce) != gc.GATE_NONCE_BYTES:
