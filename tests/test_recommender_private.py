@@ -282,6 +282,54 @@ def test_ranks_from_outcomes_count_the_users_above(keys) -> None:
     assert ranks == {u: sum(values[v] > values[u] for v in (0, 1, 3, 4)) for u in (0, 1, 3, 4)}
 
 
+async def test_top_n_pairs_tell_the_sp_nothing_about_the_order(keys, monkeypatch) -> None:
+    """The SP sees which positions the PSP compares; they must not be positions it can map to
+    users. With quickselect for the top 1, every round compares the candidates still in play,
+    so the positions common to all rounds contain the largest value's. Mapped through the SP's
+    own permutation they would always contain the top user; after the PSP's reshuffle they
+    are positions of an order the SP does not know, and miss it in most queries."""
+    import crm.recommender.topn as topn
+    from crm.recommender.private import build_blocks
+    from mpc.elgamal.curve import CurvePrivateKey
+    from mpc.protocol import run_local
+
+    pk, shares = keys
+    r, layout, records = _topn_world(keys, 5, 22)
+    blocks = build_blocks(layout, records)
+    seen: dict[str, list] = {"perm": [], "rounds": []}
+    order, decode = topn.shuffle_order, topn.decode_pairs
+
+    def spy_order(n_users: int, target: int) -> list[int]:
+        seen["perm"].append(perm := order(n_users, target))
+        return perm
+
+    def spy_decode(data: bytes) -> list[tuple[int, int]]:
+        if pairs := decode(data):
+            seen["rounds"].append(pairs)
+        return pairs
+
+    monkeypatch.setattr(topn, "shuffle_order", spy_order)
+    monkeypatch.setattr(topn, "decode_pairs", spy_decode)
+    a, hits, runs = 3, 0, 6
+    top = r.user_index[Recommender(r, PlainParams(dense=4, shift=6, top_n=1, k=0)).recommend(r.users[a]).neighbours[0]]
+    for _ in range(runs):
+        seen["perm"].clear()
+        seen["rounds"].clear()
+        await run_local(
+            "recommend-topn",
+            {
+                "sp": {"layout": layout, "pk": pk, "share": shares[0], "records": records, "blocks": blocks, "target": a},
+                "psp": {"layout": layout, "pk": pk, "share": shares[1], "records": records, "blocks": blocks,
+                        "curve_key": CurvePrivateKey.generate(), "top_n": 1, "selector": "quickselect"},
+            },
+            timeout=120,
+        )
+        (perm,) = seen["perm"]
+        common = set.intersection(*({p for pair in pairs for p in pair} for pairs in seen["rounds"]))
+        hits += top in {perm[p] for p in common}
+    assert hits < runs  # before the reshuffle: hits == runs every time
+
+
 @pytest.mark.parametrize("kind", ["Quickselect", "SampleSelect"])
 def test_selection_finds_the_k_largest(kind: str) -> None:
     import crm.recommender.topn as topn

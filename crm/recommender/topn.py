@@ -17,20 +17,27 @@ threshold. Steps:
    set by the SP for a fresh random order (A last, at position n - 1); the PSP
    ends with fresh coins Y_j, the SP with c_j, Y_j + c_j = y_perm(j), hence
    X_j = Y_j - M_j with M_j = m_perm(j) - c_j: the anonymous values, shared.
-5. Selection, in rounds ``q<i>`` (PSP -> SP: pairs of positions to compare)
+5. ``reshuffle``, ``reshuffle.pads``: the same with the roles swapped: the PSP
+   permutes the positions by a sigma of its own and the SP holds M_j; the SP
+   ends with fresh coins M'_k, the PSP with Y'_k, X'_k = X_sigma(k) = Y'_k - M'_k.
+   Without it the SP, which knows perm, would map the pairs of step 6 to
+   users and, as each round's pairs depend on the last outcomes, learn the
+   neighbours.
+6. Selection, in rounds ``q<i>`` (PSP -> SP: pairs of positions to compare)
    and ``r<i>-choices``, ``r<i>-garbled`` (the garbled comparison of
-   Y_a - Y_b, the PSP's, with M_a - M_b, the SP's, output revealed to the
+   Y'_a - Y'_b, the PSP's, with M'_a - M'_b, the SP's, output revealed to the
    PSP; no decryption): selection (:class:`SampleSelect`) driven by the PSP on
    comparison outcomes it may see. The last ``q<i>`` is empty.
-6. ``unshuffle``, ``unshuffle.pads``: the PSP's selection bits back through the
-   inverse permutation, shared: z_B (the PSP's coins) and rho_B = z_B - b_B
-   (the SP's), in user order.
-7. ``aggregate``: as in "recommend", from those shares.
+7. ``unshuffle``, ``unshuffle.pads``: the PSP's selection bits, put back in the
+   SP's order through sigma, back through the inverse permutation, shared:
+   z_B (the PSP's coins) and rho_B = z_B - b_B (the SP's), in user order.
+8. ``aggregate``: as in "recommend", from those shares.
 
 Leakage: the PSP learns the order relations it asked for among the
 anonymous, freshly permuted values of this one query (the
 order of a random subset of pairs, never a value); it cannot link a position
-to a user or to another query. The SP learns nothing beyond sizes. See
+to a user or to another query. The SP learns nothing beyond sizes: the pairs
+it sees are positions of the PSP's order. See
 docs/protocols/recommend.md.
 """
 
@@ -137,9 +144,10 @@ def share_bits(layout: RecLayout) -> int:
 
 
 def held_bits(layout: RecLayout) -> int:
-    """Bits of the values compared in a round (:func:`held_values`): shares below 2^(K+1)
-    in absolute value apart, K = :func:`share_bits`, with room for the offset."""
-    return share_bits(layout) + 3
+    """Bits of the values compared in a round (:func:`held_values`): after the reshuffle the
+    shares are below 2^(K2+1) in absolute value (K2 = :func:`reshuffle_bits`), so their
+    differences below 2^(K2+2), with room for the offset."""
+    return reshuffle_bits(layout) + 3
 
 
 def held_values(values: Sequence[int], pairs: Sequence[tuple[int, int]], bits: int) -> list[int]:
@@ -155,34 +163,60 @@ def held_values(values: Sequence[int], pairs: Sequence[tuple[int, int]], bits: i
     return [values[a] - values[b] + off for a, b in pairs]
 
 
-def shuffle_steps(step: str) -> tuple[Step, Step]:
-    """The two messages of one oblivious shuffle: the SP's OT choices, the PSP's pads."""
-    return Step(step, "sp", "psp"), Step(step + ".pads", "psp", "sp")
+def shuffle_steps(step: str, permuter: str = "sp") -> tuple[Step, Step]:
+    """The two messages of one oblivious shuffle: the permuter's OT choices, the holder's pads."""
+    holder = "psp" if permuter == "sp" else "sp"
+    return Step(step, permuter, holder), Step(step + ".pads", holder, permuter)
 
 
-async def sp_shuffle(
+async def permuter_shuffle(
     ctx: SessionContext, step: str, seeds: OtChoiceSeeds, perm: Sequence[int], rc: RunCrypto
 ) -> list[int]:
-    """SP (the permuter): its shares c_k of x_(perm(k)) (:mod:`mpc.comparison.shuffle`)."""
+    """The permuter: its shares c_k of x_(perm(k)) (:mod:`mpc.comparison.shuffle`); the other
+    role holds the x."""
+    peer = "psp" if ctx.role == "sp" else "sp"
     swaps = await rc(shuffle.route, perm)
     nonce = secrets.token_bytes(NONCE_BYTES)
     columns, labels = await rc(shuffle.permuter_choices, seeds, swaps, nonce)
     msg = compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns)
-    await ctx.send("psp", step, msg.SerializeToString())
-    pads = await ctx.receive("psp", step + ".pads")
+    await ctx.send(peer, step, msg.SerializeToString())
+    pads = await ctx.receive(peer, step + ".pads")
     return await rc(shuffle.permuter_finish, swaps, labels, nonce, pads)  # type: ignore[no-any-return]
 
 
-async def psp_shuffle(
+async def holder_shuffle(
     ctx: SessionContext, step: str, key: OtDeltaKey, values: Sequence[int], bits: int, rc: RunCrypto
 ) -> list[int]:
-    """PSP (the holder): its shares a_k, uniform in [1, 2^bits], of the SP's permutation of ``values``."""
-    msg = parse_message(compare_pb2.CompareChoices, await ctx.receive("sp", step), "shuffle choices")
+    """The holder of ``values``: its shares a_k, uniform in [1, 2^bits], of the other role's
+    permutation of them."""
+    peer = "psp" if ctx.role == "sp" else "sp"
+    msg = parse_message(compare_pb2.CompareChoices, await ctx.receive(peer, step), "shuffle choices")
     shares, pads = await rc(
         shuffle.holder_pads, key, bytes(msg.point), bytes(msg.columns), bytes(msg.nonce), values, bits
     )
-    await ctx.send("sp", step + ".pads", pads)
+    await ctx.send(peer, step + ".pads", pads)
     return shares  # type: ignore[no-any-return]
+
+
+def reshuffle_bits(layout: RecLayout) -> int:
+    """Bits of the SP's shares after the PSP's reshuffle: it holds M_j + 2^(K+1) < 2^(K+2)
+    (K = :func:`share_bits`), hidden by kappa more."""
+    return share_bits(layout) + 2 + layout.kappa
+
+
+def reshuffle_offset(layout: RecLayout) -> int:
+    """What makes the SP's M_j (below 2^(K+1) in absolute value) non-negative for the reshuffle."""
+    return 1 << (share_bits(layout) + 1)
+
+
+def psp_order(n: int, width: int) -> list[int]:
+    """The PSP's fresh permutation for the reshuffle: positions 0 .. n-1 (the candidates) in a
+    uniformly random order, A and the padding wires where they are."""
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = secrets.randbelow(i + 1)
+        order[i], order[j] = order[j], order[i]
+    return [*order, *range(n, width)]
 
 
 # -- pure steps: the PSP -------------------------------------------------------------------------
@@ -430,9 +464,16 @@ class SpTopN:
         await ctx.send("psp", "ot-key", pools.ot.public())
         seeds = await rc(pools.shuffle_seeds.get, await ctx.receive("psp", "shuffle-key"))
         perm = shuffle_order(layout.n_users, a)
-        c = await sp_shuffle(ctx, "shuffle", seeds, perm, rc)
+        c = await permuter_shuffle(ctx, "shuffle", seeds, perm, rc)
         # X_j = y_perm(j) - m_perm(j) = Y_j + c_j - m_perm(j) = Y_j - M_j.
-        held = [masks[perm[j]] - c[j] for j in range(n)]
+        off = reshuffle_offset(layout)
+        held = [masks[perm[j]] - c[j] + off for j in range(n)]
+        # The PSP's reshuffle: the SP keeps fresh coins M'_k; the positions the PSP will ask
+        # about are in an order the SP does not know.
+        width = shuffle.size_for(layout.n_users)
+        held = (await holder_shuffle(
+            ctx, "reshuffle", pools.ot, [*held, *[0] * (width - n)], reshuffle_bits(layout), rc
+        ))[:n]
         bits = held_bits(layout)
 
         for rnd in range(MAX_ROUNDS + 1):
@@ -445,7 +486,7 @@ class SpTopN:
             await compare.sp_compare_held(ctx, ot_key=pools.ot, values=values, bits=bits, prefix=f"r{rnd}-", run_crypto=rc)
 
         # The selection bits back in user order, shared: b_B = z_B + c_B, z_B at the PSP.
-        c = await sp_shuffle(ctx, "unshuffle", seeds, inverse(perm), rc)
+        c = await permuter_shuffle(ctx, "unshuffle", seeds, inverse(perm), rc)
         return await sp_aggregate_shares(ctx, layout, pk, records, [-x for x in c[: layout.n_users]], rc)
 
 
@@ -468,7 +509,12 @@ class PspTopN:
             raise EncodingError(f"the SP's OT key: {len(sp_key)} bytes, expected {PUBLIC_BYTES}")
         await ctx.send("sp", "shuffle-key", pools.shuffle_key.public())
         shuffled = [*ys, *[0] * (width - layout.n_users)]
-        held = (await psp_shuffle(ctx, "shuffle", pools.shuffle_key, shuffled, share_bits(layout), rc))[:n]
+        held = (await holder_shuffle(ctx, "shuffle", pools.shuffle_key, shuffled, share_bits(layout), rc))[:n]
+        # Reshuffle with an order of the PSP's own: X'_k = X_sigma(k) = Y'_k - M'_k.
+        sigma = psp_order(n, width)
+        d = await permuter_shuffle(ctx, "reshuffle", pools.ot_seeds(sp_key), sigma, rc)
+        off = reshuffle_offset(layout)
+        held = [held[sigma[k]] - d[k] + off for k in range(n)]
         bits = held_bits(layout)
 
         sel = SELECTORS[i.get("selector", "sample")](n, min(top_n, n))
@@ -486,8 +532,10 @@ class PspTopN:
             rnd += 1
         await ctx.send("sp", f"q{rnd}", b"")
 
-        chosen = [1 if j in sel.chosen else 0 for j in range(width)]
-        zs = await psp_shuffle(ctx, "unshuffle", pools.shuffle_key, chosen, 1 + layout.kappa, rc)
+        chosen = [0] * width  # in the SP's order
+        for k in sel.chosen:
+            chosen[sigma[k]] = 1
+        zs = await holder_shuffle(ctx, "unshuffle", pools.shuffle_key, chosen, 1 + layout.kappa, rc)
         await psp_aggregate_shares(ctx, layout, pk, records, zs[: layout.n_users], rc)
         return len(sel.chosen)
 
@@ -510,6 +558,7 @@ class RecommendTopN(ProtocolSpec):
         Step("ot-key", "sp", "psp"),
         Step("shuffle-key", "psp", "sp"),
         *shuffle_steps("shuffle"),
+        *shuffle_steps("reshuffle", permuter="psp"),
         *_round_steps(),
         *shuffle_steps("unshuffle"),
         Step("aggregate", "psp", "sp"),
