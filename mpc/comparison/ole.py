@@ -36,6 +36,7 @@ __all__ = [
     "limbs_for",
     "neg",
     "normalize",
+    "pads",
     "psp_finish",
     "sp_corrections",
     "to_limbs",
@@ -81,7 +82,7 @@ def neg(x: np.ndarray) -> np.ndarray:
     return normalize(out)
 
 
-def _pads(labels: np.ndarray, nonce: bytes, outputs: int, n: int) -> np.ndarray:
+def pads(labels: np.ndarray, nonce: bytes, outputs: int, n: int) -> np.ndarray:
     """(count, outputs, n) uniform limbs from each OT label, by the tweaked fixed-key hash."""
     count = labels.shape[0]
     blocks = -(-outputs * n * 4 // gc.LABEL_BYTES)
@@ -106,8 +107,8 @@ def sp_corrections(
         raise ParameterError("coefficients, constants and shares do not match")
     outputs, n = consts.shape
     q = ot.extend_delta(key, point, columns, customers * variables, nonce)
-    p0 = _pads(q, nonce, outputs, n).reshape(customers, variables, outputs, n)
-    p1 = _pads(q ^ key.delta_array(), nonce, outputs, n).reshape(customers, variables, outputs, n)
+    p0 = pads(q, nonce, outputs, n).reshape(customers, variables, outputs, n)
+    p1 = pads(q ^ key.delta_array(), nonce, outputs, n).reshape(customers, variables, outputs, n)
     flip = a.astype(bool)[:, :, None, None]
     k = np.where(flip, neg(coefs.copy())[None], coefs[None])
     d = normalize(p0 + neg(p1) + k)
@@ -126,6 +127,6 @@ def psp_finish(labels: np.ndarray, nonce: bytes, b: np.ndarray, message: bytes, 
     if labels.shape != (customers * variables, gc.LABEL_BYTES):
         raise ParameterError("OT labels do not match the choices")
     d = np.frombuffer(message, dtype="<u4").reshape(customers, variables, outputs, n).astype(np.uint64)
-    pb = _pads(labels, nonce, outputs, n).reshape(customers, variables, outputs, n)
+    pb = pads(labels, nonce, outputs, n).reshape(customers, variables, outputs, n)
     total = pb + np.where(b.astype(bool)[:, :, None, None], d, np.uint64(0))
     return normalize(total.sum(axis=1))

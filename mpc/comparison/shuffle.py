@@ -41,8 +41,10 @@ from mpc.errors import EncodingError, ParameterError
 __all__ = [
     "apply",
     "holder_pads",
+    "holder_pads_mod",
     "permuter_choices",
     "permuter_finish",
+    "permuter_finish_mod",
     "route",
     "size_for",
     "structure",
@@ -219,4 +221,76 @@ def permuter_finish(
             else:
                 c[p], c[r] = c[p] + m0, c[r] + m1
             j += 1
+    return c
+
+
+# -- many networks at once, modulo 2^W --------------------------------------------------------
+# The same network for each of B customers, values modulo 2^W as 32-bit limbs
+# (:mod:`mpc.comparison.ole`): the holder's coins are uniform modulo 2^W, so
+# the padded differences are uniform with no statistical slack, and every
+# switch of every customer is one OT of a single extension (customer-major,
+# then layer, then switch, as :func:`permuter_choices` flattens the bits).
+
+
+def _layer_arrays(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(np.array([p for p, _ in layer]), np.array([q for _, q in layer])) for layer in structure(n)]
+
+
+def holder_pads_mod(
+    key: ot.OtDeltaKey, point: bytes, columns: bytes, nonce: bytes, values: np.ndarray
+) -> tuple[np.ndarray, bytes]:
+    """Holder: its final shares (B, N, limbs), uniform modulo 2^W, and the padded pairs.
+
+    ``values`` (B, N, limbs) are normalized limbs of numbers modulo 2^W.
+    """
+    from mpc.comparison import ole
+
+    customers, n, limbs = values.shape
+    layers = _layer_arrays(n)
+    half = n // 2
+    count = customers * len(layers) * half
+    q = ot.extend_delta(key, point, columns, count, nonce)
+    shape = (customers, len(layers), half, 2, limbs)
+    p0 = ole.pads(q, nonce, 2, limbs).reshape(shape)
+    p1 = ole.pads(q ^ key.delta_array(), nonce, 2, limbs).reshape(shape)
+    a = values.copy()
+    out = np.empty((customers, len(layers), half, 2, 2, limbs), dtype=np.uint64)
+    for i, (ps, qs) in enumerate(layers):
+        fresh = np.frombuffer(secrets.token_bytes(customers * half * 2 * limbs * 4), dtype="<u4")
+        fresh = fresh.reshape(customers, half, 2, limbs).astype(np.uint64)
+        nf = ole.neg(fresh.copy())
+        ap, aq = a[:, ps], a[:, qs]
+        straight = np.stack([ole.normalize(ap + nf[:, :, 0]), ole.normalize(aq + nf[:, :, 1])], axis=2)
+        crossed = np.stack([ole.normalize(aq + nf[:, :, 0]), ole.normalize(ap + nf[:, :, 1])], axis=2)
+        out[:, i, :, 0] = straight ^ p0[:, i]
+        out[:, i, :, 1] = crossed ^ p1[:, i]
+        a[:, ps], a[:, qs] = fresh[:, :, 0], fresh[:, :, 1]
+    return a, out.astype("<u4").tobytes()
+
+
+def permuter_finish_mod(swaps: np.ndarray, labels: np.ndarray, nonce: bytes, message: bytes, limbs: int) -> np.ndarray:
+    """Permuter: its shares (B, N, limbs) modulo 2^W, for swap bits (B, layers, N/2)."""
+    from mpc.comparison import ole
+
+    customers, n_layers, half = swaps.shape
+    n = 2 * half
+    layers = _layer_arrays(n)
+    if len(layers) != n_layers:
+        raise ParameterError("swap bits do not match the network")
+    expected = customers * n_layers * half * 4 * limbs * 4
+    if len(message) != expected:
+        raise EncodingError(f"shuffle pads: {len(message)} bytes, expected {expected}")
+    if labels.shape[0] != customers * n_layers * half:
+        raise ParameterError("OT labels do not match the network")
+    msg = np.frombuffer(message, dtype="<u4").reshape(customers, n_layers, half, 2, 2, limbs).astype(np.uint64)
+    pad = ole.pads(labels, nonce, 2, limbs).reshape(customers, n_layers, half, 2, limbs)
+    c = np.zeros((customers, n, limbs), dtype=np.uint64)
+    for i, (ps, qs) in enumerate(layers):
+        s = swaps[:, i].astype(bool)
+        m = np.where(s[:, :, None, None], msg[:, i, :, 1], msg[:, i, :, 0]) ^ pad[:, i]
+        cp, cq = c[:, ps], c[:, qs]
+        first = np.where(s[:, :, None], cq, cp)
+        second = np.where(s[:, :, None], cp, cq)
+        c[:, ps] = ole.normalize(first + m[:, :, 0])
+        c[:, qs] = ole.normalize(second + m[:, :, 1])
     return c

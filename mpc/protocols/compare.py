@@ -773,15 +773,22 @@ def psp_held_choices(pools: PspPools, sp_ot_key: bytes, values: Sequence[int], b
 
 
 def sp_held_garble(
-    ot_key: ot.OtDeltaKey, values: Sequence[int], bits: int, payload: bytes, masks: Sequence[int] | None = None
+    ot_key: ot.OtDeltaKey, values: Sequence[int], bits: int, payload: bytes, masks: Sequence[int] | None = None,
+    flips: np.ndarray | None = None,
 ) -> bytes:
     """SP: garble [a_k < b_k] XOR masks_k for its values b_k on the PSP's OT labels.
 
     The default masks (all ones) make the PSP read [a_k >= b_k]; method "gc" of the
-    masked comparison passes its own."""
+    masked comparison passes its own. ``flips`` (count, bits) of 0/1, the SP's XOR
+    shares of the PSP's bits: then a_k is the PSP's bits XOR flips_k (free: the
+    zero labels swap)."""
     msg = parse_message(compare_pb2.CompareChoices, payload, "comparison OT choices")
     count = len(values)
     q = ot.extend_delta(ot_key, bytes(msg.point), bytes(msg.columns), count * bits, bytes(msg.nonce))
+    if flips is not None:
+        if flips.shape != (count, bits):
+            raise ParameterError(f"flips of shape {flips.shape}, expected {(count, bits)}")
+        q = q ^ (ot_key.delta_array()[None, :] * flips.reshape(-1, 1).astype(np.uint8))
     nonce = secrets.token_bytes(gc.GATE_NONCE_BYTES)
     out = np.ones(count, dtype=np.uint8) if masks is None else np.array(masks, dtype=np.uint8)
     garbled = gc.garble_less_than(

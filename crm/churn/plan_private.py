@@ -1,0 +1,434 @@
+"""Protocol "churn-plan": the leaf-node search on XOR-shared attributes (roles sp, psp).
+
+The SP holds the compiled search (:mod:`crm.churn.plan_forms`: the model,
+the costs, every contender's key as an integer linear form). Each customer
+splits the bits of its attributes (one-hot values, the encoded numeric
+features) into two XOR shares, one for each server. For a batch of
+customers the servers then run, all customers at once:
+
+1. ``ot-key`` / ``shuffle-key``: their base-OT keys (fresh per server start).
+2. ``gt-choices`` / ``gt-garbled``: one garbled comparison
+   [x_f < t + 1] per numeric threshold t of the tree, on the PSP's share of
+   x_f XOR the SP's (free in the circuit), output masked by a fresh bit of
+   the SP's: the node bits [x_f > t] as XOR shares. The PSP inputs its
+   shares of each numeric feature once per threshold; the thresholds are
+   the SP's constants.
+3. ``ole-choices`` / ``ole``: every contender's key, a linear form with the
+   SP's secret coefficients in the XOR-shared bits (one-hot values, node
+   bits, bits of the numeric values), as additive shares modulo 2^W
+   (:mod:`mpc.comparison.ole`: one OT per bit of the PSP's).
+4. ``shuffle`` / ``shuffle.pads``: an oblivious permute-and-share of each
+   customer's contenders in an order pi of the SP's
+   (:func:`mpc.comparison.shuffle.holder_pads_mod`; the PSP holds, the SP
+   permutes); ``reshuffle`` / ``reshuffle.pads``: the same in an order
+   sigma of the PSP's (the SP holds). Nobody knows both orders.
+5. ``t<r>-pairs``, ``t<r>-choices``, ``t<r>-garbled``: a knockout
+   tournament for the largest key, driven by the PSP: round r compares the
+   survivors in pairs by the garbled comparison of values the servers hold
+   (the modular difference's sign: [u_low < v_low] XOR the top bits), the
+   bit revealed to the PSP. Keys are distinct and the positions uniformly
+   permuted, so the outcomes are uniformly random whatever the keys.
+6. Outputs, for the admin only: the PSP's winner position k*, sigma(k*) and
+   its share of the winner's key modulo 2^PB; the SP's pi and its shares
+   modulo 2^PB. The admin finds the contender pi(sigma(k*)) and its payload,
+   the low PB bits of the key (:func:`admin_open`).
+
+Leakage (docs/protocols/churn-plan.md): the SP learns sizes; the PSP learns
+sizes (customers, contenders, the upload layout: which categorical values
+and numeric features are inputs, and how many thresholds each numeric
+feature has) and tournament outcomes that are uniform; the admin learns each
+customer's winning contender (the target leaf and moves, or "no plan") and
+its payload (the profit and the "from" of each action), which the plan
+reports anyway.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, ClassVar
+
+import numpy as np
+
+from crm.churn.plan import CustomerPlan
+from crm.churn.plan_forms import PlanForms
+from mpc.comparison import ole, ot, shuffle
+from mpc.comparison.pools import PspPools, SpPools
+from mpc.errors import EncodingError, ParameterError, ProtocolError
+from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocols import compare
+from mpc.protocols.wire import parse_message
+from mpc.v1 import compare_pb2
+
+__all__ = [
+    "PlanLayout",
+    "PlanOutput",
+    "admin_open",
+    "layout_of",
+    "split_customers",
+]
+
+RunCrypto = Callable[..., Awaitable[Any]]
+MAX_ROUNDS = 16
+
+
+async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+@dataclass(frozen=True)
+class PlanLayout:
+    """What both servers and the customers know: the upload bits and the sizes, no constants.
+
+    ``inputs``: the customer's bits, ``("oh", column, value)`` and
+    ``("bit", feature, i)``; ``gt``: the feature of each threshold comparison
+    (one per node bit, in order); ``variables``: the OLE's variables as
+    ``("in", index into inputs)`` or ``("gt", index into gt)``.
+    """
+
+    inputs: tuple[tuple[str, str, object], ...]
+    gt: tuple[str, ...]
+    variables: tuple[tuple[str, int], ...]
+    feature_bits: tuple[tuple[str, int], ...]
+    contenders: int
+    modulus_bits: int
+    payload_bits: int
+
+    @property
+    def limbs(self) -> int:
+        return self.modulus_bits // ole.LIMB_BITS
+
+    @property
+    def width(self) -> int:
+        return shuffle.size_for(self.contenders)
+
+    @property
+    def gt_bits(self) -> int:
+        bits = dict(self.feature_bits)
+        return max((bits[f] for f in self.gt), default=1)
+
+    def offsets(self, feature: str) -> list[int]:
+        """Indexes in ``inputs`` of the bits of ``feature``, least significant first."""
+        return [i for i, (k, f, _) in enumerate(self.inputs) if k == "bit" and f == feature]
+
+
+def layout_of(forms: PlanForms) -> PlanLayout:
+    """The public layout of a compiled search (what the PSP is given)."""
+    numeric = forms.numeric_inputs()
+    bits = {f: forms.model.encoding_of(f).bits for f in numeric}
+    inputs: list[tuple[str, str, object]] = [v for v in forms.variables if v[0] == "oh"]
+    for f in numeric:
+        inputs += [("bit", f, i) for i in range(bits[f])]
+    index = {v: i for i, v in enumerate(inputs)}
+    gt: list[str] = []
+    variables: list[tuple[str, int]] = []
+    for kind, name, arg in forms.variables:
+        if kind == "oh":
+            variables.append(("in", index[(kind, name, arg)]))
+        elif kind == "gt":
+            variables.append(("gt", len(gt)))
+            gt.append(name)
+        else:
+            variables.append(("in", index[("bit", name, arg)]))
+    w = ole.LIMB_BITS * ole.limbs_for(forms.key_bits + 1)
+    return PlanLayout(
+        tuple(inputs), tuple(gt), tuple(variables), tuple(bits.items()), len(forms.contenders), w,
+        forms.payload_bits,
+    )
+
+
+def customer_bits(forms: PlanForms, layout: PlanLayout, row: dict[str, str]) -> np.ndarray:
+    """A customer's upload bits (before sharing), in ``layout.inputs`` order."""
+    from crm.churn.model import encode_row
+
+    ints = encode_row(forms.model, row)
+    out = np.zeros(len(layout.inputs), dtype=np.uint8)
+    for i, (kind, name, arg) in enumerate(layout.inputs):
+        out[i] = int(row[name] == arg) if kind == "oh" else (ints[name] >> arg) & 1  # type: ignore[operator]
+    return out
+
+
+def split_customers(forms: PlanForms, layout: PlanLayout, rows: Sequence[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """What the customers upload: the SP's and the PSP's XOR shares (customers, inputs)."""
+    x = np.stack([customer_bits(forms, layout, r) for r in rows]) if rows else np.zeros((0, len(layout.inputs)), np.uint8)
+    sp = np.frombuffer(secrets.token_bytes(x.size), dtype=np.uint8).reshape(x.shape) & 1
+    return sp, x ^ sp
+
+
+@dataclass
+class SpPlan:
+    """The SP's constants, from the compiled search."""
+
+    coefs: np.ndarray  # (variables, contenders, limbs)
+    consts: np.ndarray  # (contenders, limbs)
+    thresholds: list[int]  # per gt comparison
+
+    @classmethod
+    def of(cls, forms: PlanForms, layout: PlanLayout) -> SpPlan:
+        n = layout.limbs
+        keys = [forms.key_form(c) for c in forms.contenders]
+        coefs = ole.to_limbs([k.coefs.get(v, 0) for v in forms.variables for k in keys], n)
+        consts = ole.to_limbs([k.const for k in keys], n)
+        thresholds = [int(arg) for kind, _, arg in forms.variables if kind == "gt"]  # type: ignore[call-overload]
+        return cls(coefs.reshape(len(forms.variables), len(keys), n), consts, thresholds)
+
+
+def _pairs_message(pairs: np.ndarray) -> bytes:
+    return pairs.astype("<u2").tobytes()
+
+
+def _read_pairs(data: bytes, customers: int, count: int, width: int) -> np.ndarray:
+    if len(data) != customers * count * 4:
+        raise EncodingError(f"tournament pairs: {len(data)} bytes for {customers} x {count} pairs")
+    pairs = np.frombuffer(data, dtype="<u2").reshape(customers, count, 2).astype(np.int64)
+    if (pairs >= width).any() or (pairs[..., 0] == pairs[..., 1]).any():
+        raise EncodingError("tournament pairs: a position out of range or compared with itself")
+    return pairs
+
+
+def _differences(shares: np.ndarray, pairs: np.ndarray, negate: bool) -> np.ndarray:
+    """(customers, pairs, limbs): shares[a] - shares[b] (or b - a) modulo 2^W."""
+    rows = np.arange(shares.shape[0])[:, None]
+    a, b = shares[rows, pairs[..., 0]], shares[rows, pairs[..., 1]]
+    if negate:
+        a, b = b, a
+    return ole.normalize(a + ole.neg(b.copy()))
+
+
+def _low_and_top(diffs: np.ndarray, w: int) -> tuple[list[int], np.ndarray]:
+    values = ole.from_limbs(diffs)
+    top = np.array([v >> (w - 1) for v in values], dtype=np.uint8)
+    low = [v & ((1 << (w - 1)) - 1) for v in values]
+    return low, top
+
+
+def _rounds(contenders: int) -> int:
+    return max(0, (contenders - 1).bit_length())
+
+
+def _bracket(alive: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
+    """Pairs of one round and the odd one out (positions)."""
+    pairs = [(alive[i], alive[i + 1]) for i in range(0, len(alive) - 1, 2)]
+    return pairs, alive[-1:] if len(alive) % 2 else []
+
+
+def _own_order(count: int, width: int) -> list[int]:
+    order = list(range(count))
+    for i in range(count - 1, 0, -1):
+        j = secrets.randbelow(i + 1)
+        order[i], order[j] = order[j], order[i]
+    return [*order, *range(count, width)]
+
+
+# -- roles -----------------------------------------------------------------------------------------
+class SpPlanRole:
+    async def run(self, ctx: SessionContext) -> object:
+        i = ctx.inputs
+        forms: PlanForms = i["forms"]
+        layout: PlanLayout = i["layout"]
+        a: np.ndarray = i["shares"]  # (customers, inputs)
+        rc: RunCrypto = i.get("run_crypto") or _inline
+        pools: SpPools = i.get("compare_pools") or SpPools()
+        plan: SpPlan = i.get("sp_plan") or SpPlan.of(forms, layout)
+        customers = a.shape[0]
+        if a.shape != (customers, len(layout.inputs)) or customers == 0:
+            raise ParameterError(f"the SP's shares have shape {a.shape}, expected (customers, {len(layout.inputs)})")
+        await ctx.send("psp", "ot-key", pools.ot.public())
+        seeds = await rc(pools.shuffle_seeds.get, await ctx.receive("psp", "shuffle-key"))
+
+        # 2. node bits, XOR-shared: the SP keeps m, the PSP reads [x > t] XOR m.
+        g = layout.gt_bits
+        m = np.frombuffer(secrets.token_bytes(customers * len(layout.gt)), dtype=np.uint8).reshape(customers, -1) & 1
+        if layout.gt:
+            flips = np.zeros((customers, len(layout.gt), g), dtype=np.uint8)
+            for k, f in enumerate(layout.gt):
+                idx = layout.offsets(f)
+                flips[:, k, : len(idx)] = a[:, idx]
+            bound = (1 << g) - 1
+            values = [min(max(t + 1, 0), bound) for t in plan.thresholds] * customers
+            choices = await ctx.receive("psp", "gt-choices")
+            await ctx.send("psp", "gt-garbled", await rc(
+                compare.sp_held_garble, pools.ot, values, g, choices, (m ^ 1).reshape(-1).tolist(),
+                flips.reshape(-1, g),
+            ))
+
+        # 3. every contender's key, additive shares modulo 2^W.
+        mine = np.stack([a[:, k] if kind == "in" else m[:, k] for kind, k in layout.variables], axis=1)
+        msg = parse_message(compare_pb2.CompareChoices, await ctx.receive("psp", "ole-choices"), "OLE choices")
+        keys, corrections = await rc(
+            ole.sp_corrections, pools.ot, bytes(msg.point), bytes(msg.columns), bytes(msg.nonce),
+            plan.coefs, plan.consts, mine,
+        )
+        await ctx.send("psp", "ole", corrections)
+
+        # 4. shuffle (the SP permutes), reshuffle (the SP holds).
+        n, width = layout.limbs, layout.width
+        perms = [_own_order(layout.contenders, width) for _ in range(customers)]
+        swaps = np.array([await rc(shuffle.route, p) for p in perms], dtype=np.uint8)
+        nonce = secrets.token_bytes(ot.NONCE_BYTES)
+        columns, labels = await rc(ot.extend_choices, seeds, swaps.reshape(-1), nonce)
+        await ctx.send("psp", "shuffle", compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns).SerializeToString())
+        c = await rc(shuffle.permuter_finish_mod, swaps, labels, nonce, await ctx.receive("psp", "shuffle.pads"), n)
+        padded = np.zeros((customers, width, n), dtype=np.uint64)
+        padded[:, : layout.contenders] = keys
+        rows = np.arange(customers)[:, None]
+        held = ole.normalize(c + padded[rows, np.array(perms)])
+        msg = parse_message(compare_pb2.CompareChoices, await ctx.receive("psp", "reshuffle"), "reshuffle choices")
+        coins, pads = await rc(shuffle.holder_pads_mod, pools.ot, bytes(msg.point), bytes(msg.columns), bytes(msg.nonce), held)
+        await ctx.send("psp", "reshuffle.pads", pads)
+
+        # 5. the tournament: the SP's side of each comparison is v = M_b - M_a.
+        w = layout.modulus_bits
+        alive = list(range(layout.contenders))
+        for rnd in range(_rounds(layout.contenders)):
+            pairs_, rest = _bracket(alive)
+            pairs = _read_pairs(await ctx.receive("psp", f"t{rnd}-pairs"), customers, len(pairs_), width)
+            low, top = _low_and_top(_differences(coins, pairs, negate=True), w)
+            choices = await ctx.receive("psp", f"t{rnd}-choices")
+            await ctx.send("psp", f"t{rnd}-garbled", await rc(
+                compare.sp_held_garble, pools.ot, low, w - 1, choices, (top ^ 1).tolist(),
+            ))
+            alive = [p for p, _ in pairs_] + rest  # only the count matters to the SP
+        mask = (1 << layout.payload_bits) - 1
+        return PlanOutput(
+            perms=perms, shares=[[v & mask for v in ole.from_limbs(coins[b])] for b in range(customers)],
+        )
+
+
+class PspPlanRole:
+    async def run(self, ctx: SessionContext) -> object:
+        i = ctx.inputs
+        layout: PlanLayout = i["layout"]
+        b: np.ndarray = i["shares"]
+        rc: RunCrypto = i.get("run_crypto") or _inline
+        pools: PspPools = i.get("compare_pools") or PspPools()
+        customers = b.shape[0]
+        if b.shape != (customers, len(layout.inputs)) or customers == 0:
+            raise ParameterError(f"the PSP's shares have shape {b.shape}, expected (customers, {len(layout.inputs)})")
+        sp_key = await ctx.receive("sp", "ot-key")
+        if len(sp_key) != ot.PUBLIC_BYTES:
+            raise EncodingError(f"the SP's OT key: {len(sp_key)} bytes, expected {ot.PUBLIC_BYTES}")
+        await ctx.send("sp", "shuffle-key", pools.shuffle_key.public())
+
+        # 2. node bits.
+        g = layout.gt_bits
+        gt_bits = np.zeros((customers, len(layout.gt)), dtype=np.uint8)
+        if layout.gt:
+            values = []
+            for row in range(customers):
+                for f in layout.gt:
+                    idx = layout.offsets(f)
+                    values.append(int(sum(int(b[row, j]) << k for k, j in enumerate(idx))))
+            labels, choices = await rc(compare.psp_held_choices, pools, sp_key, values, g)
+            await ctx.send("sp", "gt-choices", choices)
+            out = await rc(compare.psp_held_result, labels, await ctx.receive("sp", "gt-garbled"))
+            gt_bits = np.array(out, dtype=np.uint8).reshape(customers, len(layout.gt))  # [x > t] XOR m
+
+        # 3. keys.
+        mine = np.stack([b[:, k] if kind == "in" else gt_bits[:, k] for kind, k in layout.variables], axis=1)
+        seeds = pools.ot_seeds(sp_key)
+        nonce = secrets.token_bytes(ot.NONCE_BYTES)
+        columns, labels = await rc(ot.extend_choices, seeds, mine.reshape(-1), nonce)
+        await ctx.send("sp", "ole-choices", compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns).SerializeToString())
+        n, width = layout.limbs, layout.width
+        keys = await rc(ole.psp_finish, labels, nonce, mine, await ctx.receive("sp", "ole"), layout.contenders, n)
+
+        # 4. shuffle (the PSP holds), reshuffle (the PSP permutes).
+        padded = np.zeros((customers, width, n), dtype=np.uint64)
+        padded[:, : layout.contenders] = keys
+        msg = parse_message(compare_pb2.CompareChoices, await ctx.receive("sp", "shuffle"), "shuffle choices")
+        coins, pads = await rc(shuffle.holder_pads_mod, pools.shuffle_key, bytes(msg.point), bytes(msg.columns), bytes(msg.nonce), padded)
+        await ctx.send("sp", "shuffle.pads", pads)
+        sigmas = [_own_order(layout.contenders, width) for _ in range(customers)]
+        swaps = np.array([await rc(shuffle.route, s) for s in sigmas], dtype=np.uint8)
+        nonce = secrets.token_bytes(ot.NONCE_BYTES)
+        columns, labels = await rc(ot.extend_choices, seeds, swaps.reshape(-1), nonce)
+        await ctx.send("sp", "reshuffle", compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns).SerializeToString())
+        d = await rc(shuffle.permuter_finish_mod, swaps, labels, nonce, await ctx.receive("sp", "reshuffle.pads"), n)
+        rows = np.arange(customers)[:, None]
+        held = ole.normalize(d + coins[rows, np.array(sigmas)])
+
+        # 5. the tournament, the same bracket for every customer.
+        w = layout.modulus_bits
+        alive = np.tile(np.arange(layout.contenders), (customers, 1))
+        for rnd in range(_rounds(layout.contenders)):
+            count = alive.shape[1] // 2
+            pairs = np.stack([alive[:, 0 : 2 * count : 2], alive[:, 1 : 2 * count : 2]], axis=2)
+            await ctx.send("sp", f"t{rnd}-pairs", _pairs_message(pairs))
+            low, top = _low_and_top(_differences(held, pairs, negate=False), w)
+            labels, choices = await rc(compare.psp_held_choices, pools, sp_key, low, w - 1)
+            await ctx.send("sp", f"t{rnd}-choices", choices)
+            out = await rc(compare.psp_held_result, labels, await ctx.receive("sp", f"t{rnd}-garbled"))
+            first = (np.array(out, dtype=np.uint8) ^ top).reshape(customers, count).astype(bool)  # X_a >= X_b
+            winners = np.where(first, pairs[..., 0], pairs[..., 1])
+            alive = np.concatenate([winners, alive[:, 2 * count :]], axis=1)
+        if alive.shape[1] != 1:
+            raise ProtocolError("the tournament did not end with one winner")
+        mask = (1 << layout.payload_bits) - 1
+        k = alive[:, 0]
+        values = ole.from_limbs(held[np.arange(customers), k])
+        return PsPlanOutput(
+            winners=[(int(k[r]), sigmas[r][int(k[r])]) for r in range(customers)],
+            shares=[v & mask for v in values],
+        )
+
+
+@dataclass
+class PlanOutput:
+    """The SP's part of the admin's result: pi per customer and its payload shares."""
+
+    perms: list[list[int]]
+    shares: list[list[int]]
+
+
+@dataclass
+class PsPlanOutput:
+    """The PSP's part: per customer the winner's position k*, sigma(k*) and its payload share."""
+
+    winners: list[tuple[int, int]]
+    shares: list[int]
+
+
+def admin_open(
+    forms: PlanForms, sp: PlanOutput, psp: PsPlanOutput, customers: Sequence[str], p_loyal: Sequence[Fraction]
+) -> list[CustomerPlan]:
+    """The admin: each customer's winning contender and payload, then its plan."""
+    mask = (1 << forms.payload_bits) - 1
+    out = []
+    for r, cid in enumerate(customers):
+        k, j = psp.winners[r]
+        contender = sp.perms[r][j]
+        if not 0 <= contender < len(forms.contenders):
+            raise ProtocolError(f"customer {cid}: the winner is not a contender")
+        payload = (psp.shares[r] + sp.shares[r][k]) & mask
+        out.append(forms.decode(contender, payload, cid, p_loyal[r]))
+    return out
+
+
+def _tournament_steps() -> tuple[Step, ...]:
+    out: list[Step] = []
+    for rnd in range(MAX_ROUNDS):
+        out += [Step(f"t{rnd}-pairs", "psp", "sp"), *compare.held_steps(f"t{rnd}-")]
+    return tuple(out)
+
+
+@register_protocol
+class ChurnPlan(ProtocolSpec):
+    name = "churn-plan"
+    roles = ("sp", "psp")
+    steps = (
+        Step("ot-key", "sp", "psp"),
+        Step("shuffle-key", "psp", "sp"),
+        *compare.held_steps("gt-"),
+        Step("ole-choices", "psp", "sp"),
+        Step("ole", "sp", "psp"),
+        Step("shuffle", "sp", "psp"),
+        Step("shuffle.pads", "psp", "sp"),
+        Step("reshuffle", "psp", "sp"),
+        Step("reshuffle.pads", "sp", "psp"),
+        *_tournament_steps(),
+    )
+    role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpPlanRole, "psp": PspPlanRole}
+
