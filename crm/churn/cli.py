@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -98,6 +99,19 @@ def _add_plan(p: argparse.ArgumentParser) -> None:
         help="plan for customers with p_loyal below P (default 0.5)",
     )
     p.add_argument("--out", metavar="FILE", required=True, help="where to write plan.json")
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="plan in the clear only (the oracle); by default the plan is computed privately "
+        "(scoring, then protocol churn-plan, with PSP, SP and customers as processes) and checked "
+        "against the oracle",
+    )
+    p.add_argument("--customers", type=int, default=None, help="private: only the first N customers")
+    p.add_argument("--key-bits", type=int, default=2048, choices=(1024, 2048), help="private: joint key size")
+    p.add_argument("--workers", type=int, default=2, help="private: upload and SP worker processes")
+    p.add_argument("--workdir", help="private: where certificates, configs, data and logs go")
+    p.add_argument("--keep", action="store_true", help="private: keep the work directory")
+    p.add_argument("--timeout", type=float, default=3600.0, help="private: give up after this many seconds")
 
 
 def _run_plan(args: argparse.Namespace) -> int:
@@ -110,7 +124,11 @@ def _run_plan(args: argparse.Namespace) -> int:
     model = TreeModel.load(args.model)
     customers = load_customers(args.data)
     costs = load_costs(args.costs, customers)
-    plans = plan_all(model, costs, customers, segment_threshold=threshold)
+    private: dict[str, Any] | None = None
+    if args.plain:
+        plans = plan_all(model, costs, customers, segment_threshold=threshold)
+    else:
+        plans, private = _private_plans(args, model, costs, customers, threshold)
     chosen = select(plans, max_action_sets=args.max_action_sets, budget=budget)
     unloyal = sum(1 for p in plans.values() if p.segment == "unloyal")
     planned = sum(1 for p in plans.values() if p.target is not None)
@@ -123,7 +141,9 @@ def _run_plan(args: argparse.Namespace) -> int:
             "max_action_sets": args.max_action_sets,
             "budget": args.budget,
             "profit": str(costs.profit),
+            "private": not args.plain,
         },
+        **({"private": private} if private is not None else {}),
         "customers": {
             cid: {
                 "p_loyal": float(p.p_loyal),
@@ -183,7 +203,46 @@ def _run_plan(args: argparse.Namespace) -> int:
         if len(chosen.sets) > SHOW_SETS:
             print(f"  ... and {len(chosen.sets) - SHOW_SETS} more in {args.out}")
     print(f"wrote {args.out}")
+    if private is not None and not private["ok"]:
+        print(f"MISMATCH: {private['mismatches']} private plan(s) differ from the oracle's", file=sys.stderr)
+        return 1
     return 0
+
+
+def _private_plans(
+    args: argparse.Namespace, model: TreeModel, costs: Any, customers: Any, threshold: Fraction
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score and plan privately across processes; check every plan against the oracle."""
+    from crm.churn.data import Customers
+    from crm.churn.plan_forms import compile_plan
+    from crm.churn.plan_private import plan_from_json, same_plan
+    from crm.churn.score import run_private_plan
+
+    if args.customers is not None and args.customers < 1:
+        raise ParameterError("--customers must be at least 1")
+    compile_plan(model, load_costs(args.costs, None), segment_threshold=threshold)  # refused early
+    n = len(customers.ids) if args.customers is None else min(args.customers, len(customers.ids))
+    some = Customers(customers.ids[:n], customers.rows[:n], customers.columns, customers.label, source=customers.source)
+    oracle = plan_all(model, costs, some, segment_threshold=threshold)
+    report = run_private_plan(args, model, some, str(threshold))
+    got = {cid: plan_from_json(cid, d) for cid, d in (report.get("plans") or {}).items()}
+    mismatches = [cid for cid in some.ids if cid not in got or not same_plan(got[cid], oracle[cid])]
+    print(
+        f"  {n - len(mismatches)}/{n} private plans equal the oracle's; planning "
+        f"{report['phases_s'].get('planning', 0):.1f} s after scoring {report['phases_s'].get('scoring', 0):.1f} s"
+    )
+    summary = {
+        "ok": bool(report["ok"]) and not mismatches,
+        "mismatches": len(mismatches),
+        "scores_match": bool(report["ok"]),
+        "key_bits": args.key_bits,
+        "scoring_s": report["phases_s"].get("scoring"),
+        "planning_s": report["phases_s"].get("planning"),
+        "sp_planning_s": report.get("sp_planning_s"),
+        "total_s": report["total_s"],
+        "bytes_sent": report["bytes_sent"],
+    }
+    return {cid: got.get(cid, oracle[cid]) for cid in some.ids}, summary
 
 
 def _number(option: str, text: str) -> Fraction:
@@ -206,7 +265,11 @@ ACTIONS: dict[
     tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]],
 ] = {
     "train": ("train the churn tree and write model.json", _add_train, _run_train),
-    "plan": ("plan retention actions for unloyal customers (in the clear)", _add_plan, _run_plan),
+    "plan": (
+        "plan retention actions privately (after private scoring) and check them against the oracle",
+        _add_plan,
+        _run_plan,
+    ),
     "score": (
         "score every customer privately: PSP, SP and customers as processes over gRPC",
         add_score_arguments,

@@ -33,7 +33,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from crm.churn.data import ID_COLUMN, NUMERIC_COLUMNS, Customers, numeric_value
+from crm.churn.data import ID_COLUMN, NUMERIC_COLUMNS, REQUIRED_COLUMNS, Customers, numeric_value
 from crm.churn.errors import CostError
 
 __all__ = ["DIRECTIONS", "Costs", "LinearExpr", "exact", "load_costs", "parse_costs", "parse_profit"]
@@ -161,17 +161,25 @@ def parse_profit(text: str, numeric_columns: set[str] | frozenset[str]) -> Linea
     return LinearExpr({k: v for k, v in terms.items() if v}, constant)
 
 
-def parse_costs(doc: Mapping[str, Any], customers: Customers, source: str = "<memory>") -> Costs:
-    """Check a parsed cost file against the customers it will plan for."""
+def parse_costs(doc: Mapping[str, Any], customers: Customers | None, source: str = "<memory>") -> Costs:
+    """Check a parsed cost file against the customers it will plan for.
+
+    ``customers`` None (the SP, which never sees the data): the columns of the
+    data format, and any value of a categorical column."""
     unknown = sorted(set(doc) - _TOP_KEYS)
     if unknown:
         raise CostError(f"{', '.join(unknown)}: unknown key(s); expected hard, soft, profit")
-    attributes = [c for c in customers.columns if c not in (ID_COLUMN, customers.label)]
+    if customers is None:
+        attributes = [c for c in REQUIRED_COLUMNS if c != ID_COLUMN]
+        where_from = "the data format"
+    else:
+        attributes = [c for c in customers.columns if c not in (ID_COLUMN, customers.label)]
+        where_from = customers.source
     numeric = {c for c in attributes if c in NUMERIC_COLUMNS}
 
     def attribute(name: str, where: str) -> str:
         if name not in attributes:
-            raise CostError(f"{where}: {name!r} is not a column of {customers.source}")
+            raise CostError(f"{where}: {name!r} is not a column of {where_from}")
         return name
 
     hard_doc = doc.get("hard", [])
@@ -200,7 +208,7 @@ def parse_costs(doc: Mapping[str, Any], customers: Customers, source: str = "<me
                 )
             numeric_costs[name] = {k: _cost(v, f"{where}.{k}") for k, v in table.items()}
         else:
-            seen = set(customers.values(name))
+            seen = None if customers is None else set(customers.values(name))
             moves: dict[tuple[str, str], Fraction] = {}
             for key, value in table.items():
                 key_where = f'{where}."{key}"'
@@ -214,9 +222,9 @@ def parse_costs(doc: Mapping[str, Any], customers: Customers, source: str = "<me
                     raise CostError(f"{key_where}: expected 'from -> to'")
                 old, new = (p.strip() for p in parts)
                 for v in (old, new):
-                    if v not in seen:
+                    if seen is not None and v not in seen:
                         raise CostError(
-                            f"{key_where}: {v!r} is not a value of {name} in {customers.source}"
+                            f"{key_where}: {v!r} is not a value of {name} in {where_from}"
                         )
                 if old == new:
                     raise CostError(f"{key_where}: a move to the same value")
@@ -236,7 +244,7 @@ def parse_costs(doc: Mapping[str, Any], customers: Customers, source: str = "<me
     return Costs(hard, categorical, numeric_costs, profit, source)
 
 
-def load_costs(path: str | Path, customers: Customers) -> Costs:
+def load_costs(path: str | Path, customers: Customers | None) -> Costs:
     """Read a cost file and check it against ``customers``; errors name the file and the key."""
     try:
         with open(path, "rb") as f:

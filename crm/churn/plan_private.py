@@ -44,14 +44,22 @@ reports anyway.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
+import coincurve
 import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from crm.churn import private
 from crm.churn.plan import CustomerPlan
 from crm.churn.plan_forms import PlanForms
 from mpc.comparison import ole, ot, shuffle
@@ -60,7 +68,7 @@ from mpc.errors import EncodingError, ParameterError, ProtocolError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols import compare
 from mpc.protocols.wire import parse_message
-from mpc.v1 import compare_pb2
+from mpc.v1 import churn_pb2, compare_pb2
 
 __all__ = [
     "PlanLayout",
@@ -114,6 +122,122 @@ class PlanLayout:
         return [i for i, (k, f, _) in enumerate(self.inputs) if k == "bit" and f == feature]
 
 
+def layout_to_dict(layout: PlanLayout) -> dict[str, Any]:
+    return {
+        "format": "mpc-crm/churn-plan-layout", "inputs": [list(v) for v in layout.inputs],
+        "gt": list(layout.gt), "variables": [list(v) for v in layout.variables],
+        "feature_bits": [list(v) for v in layout.feature_bits], "contenders": layout.contenders,
+        "modulus_bits": layout.modulus_bits, "payload_bits": layout.payload_bits,
+    }
+
+
+def layout_from_dict(doc: Any) -> PlanLayout:
+    """A layout from JSON (what customers and the PSP get); anything malformed is an EncodingError."""
+    try:
+        if doc.get("format") != "mpc-crm/churn-plan-layout":
+            raise EncodingError("not a churn plan layout")
+        layout = PlanLayout(
+            tuple((str(k), str(n), int(a) if k == "bit" else str(a)) for k, n, a in doc["inputs"]),
+            tuple(str(f) for f in doc["gt"]),
+            tuple((str(k), int(i)) for k, i in doc["variables"]),
+            tuple((str(f), int(b)) for f, b in doc["feature_bits"]),
+            int(doc["contenders"]), int(doc["modulus_bits"]), int(doc["payload_bits"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise EncodingError(f"churn plan layout: {exc}") from None
+    bits = dict(layout.feature_bits)
+    if not (2 <= layout.contenders <= 1 << 15 and layout.modulus_bits % ole.LIMB_BITS == 0
+            and 32 <= layout.modulus_bits <= 4096 and 1 <= layout.payload_bits < layout.modulus_bits):
+        raise EncodingError("churn plan layout: sizes out of range")
+    if any(f not in bits or not layout.offsets(f) for f in layout.gt) or any(not 1 <= b <= 64 for b in bits.values()):
+        raise EncodingError("churn plan layout: a compared feature without bits")
+    for kind, k in layout.variables:
+        if kind not in ("in", "gt") or not 0 <= k < (len(layout.inputs) if kind == "in" else len(layout.gt)):
+            raise EncodingError("churn plan layout: a variable out of range")
+    return layout
+
+
+def layout_version(layout: PlanLayout) -> int:
+    """A fingerprint of the layout: uploads carry it, so a changed cost file is noticed."""
+    raw = json.dumps(layout_to_dict(layout), sort_keys=True).encode()
+    return int.from_bytes(hashlib.sha256(raw).digest()[:4], "big")
+
+
+SEED_BYTES = 16
+_BOX_OVERHEAD = 33 + 12 + 16
+_SEAL_INFO = b"mpc-crm/churn-plan share v1"
+
+
+def record_bytes(layout: PlanLayout) -> int:
+    """A customer's plan record: the SP's seed, then the PSP's share sealed to its curve key."""
+    return SEED_BYTES + _BOX_OVERHEAD + (len(layout.inputs) + 7) // 8
+
+
+def _aad(customer: str, version: int) -> bytes:
+    return f"mpc-crm/churn-plan|{customer}|{version}".encode()
+
+
+def _share_of_seed(seed: bytes, count: int) -> np.ndarray:
+    raw = hashlib.shake_256(b"mpc-crm/churn-plan/sp-share" + seed).digest((count + 7) // 8)
+    return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")[:count]
+
+
+def _curve_kdf(shared: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(shared)
+
+
+def customer_record(layout: PlanLayout, version: int, psp_curve_key: bytes, customer: str, bits: np.ndarray) -> bytes:
+    """What a customer uploads for planning: a seed (the SP's share is derived from it) and its
+    bits XOR that share, sealed to the PSP's curve key (ECDH on secp256k1, HKDF, AES-GCM)."""
+    seed = secrets.token_bytes(SEED_BYTES)
+    share = bits.astype(np.uint8) ^ _share_of_seed(seed, len(layout.inputs))
+    try:
+        peer = coincurve.PublicKey(psp_curve_key)
+    except (ValueError, TypeError) as exc:
+        raise EncodingError(f"the PSP's curve key: {exc}") from None
+    eph = coincurve.PrivateKey()
+    key = _curve_kdf(eph.ecdh(peer.format()))
+    nonce = secrets.token_bytes(12)
+    box = AESGCM(key).encrypt(nonce, np.packbits(share, bitorder="little").tobytes(), _aad(customer, version))
+    return seed + eph.public_key.format() + nonce + box
+
+
+def sp_shares(layout: PlanLayout, records: Sequence[bytes]) -> tuple[np.ndarray, list[bytes]]:
+    """SP: its XOR shares (customers, inputs) and the sealed boxes for the PSP."""
+    size = record_bytes(layout)
+    if any(len(r) != size for r in records):
+        raise EncodingError(f"a plan record must have {size} bytes")
+    shares = np.stack([_share_of_seed(r[:SEED_BYTES], len(layout.inputs)) for r in records])
+    return shares, [r[SEED_BYTES:] for r in records]
+
+
+def check_record(layout: PlanLayout, record: bytes, who: str) -> None:
+    if len(record) != record_bytes(layout):
+        raise EncodingError(f"{who}: a plan record of {len(record)} bytes, expected {record_bytes(layout)}")
+    try:
+        coincurve.PublicKey(record[SEED_BYTES : SEED_BYTES + 33])
+    except (ValueError, TypeError):
+        raise EncodingError(f"{who}: the sealed share does not start with a curve point") from None
+
+
+def psp_open_boxes(curve_key: Any, layout: PlanLayout, version: int, customers: Sequence[str], boxes: Sequence[bytes]) -> np.ndarray:
+    """PSP: its XOR shares (customers, inputs) from the sealed boxes; a box that does not open
+    (another key, another customer, altered) is an EncodingError naming the customer."""
+    secret = coincurve.PrivateKey(curve_key.to_bytes())
+    out = np.zeros((len(customers), len(layout.inputs)), dtype=np.uint8)
+    nbytes = (len(layout.inputs) + 7) // 8
+    for k, (cid, box) in enumerate(zip(customers, boxes, strict=True)):
+        try:
+            key = _curve_kdf(secret.ecdh(box[:33]))
+            raw = AESGCM(key).decrypt(box[33:45], box[45:], _aad(cid, version))
+        except (InvalidTag, ValueError, TypeError):
+            raise EncodingError(f"customer {cid}: its plan share does not open (wrong key, customer or layout, or altered)") from None
+        if len(raw) != nbytes:
+            raise EncodingError(f"customer {cid}: its plan share has {len(raw)} bytes, expected {nbytes}")
+        out[k] = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")[: len(layout.inputs)]
+    return out
+
+
 def layout_of(forms: PlanForms) -> PlanLayout:
     """The public layout of a compiled search (what the PSP is given)."""
     numeric = forms.numeric_inputs()
@@ -139,15 +263,20 @@ def layout_of(forms: PlanForms) -> PlanLayout:
     )
 
 
-def customer_bits(forms: PlanForms, layout: PlanLayout, row: dict[str, str]) -> np.ndarray:
-    """A customer's upload bits (before sharing), in ``layout.inputs`` order."""
-    from crm.churn.model import encode_row
-
-    ints = encode_row(forms.model, row)
+def layout_bits(layout: PlanLayout, row: Mapping[str, str], ints: Mapping[str, int]) -> np.ndarray:
+    """A customer's upload bits (before sharing), in ``layout.inputs`` order, from its raw
+    categorical values and its encoded numeric features (what its front end knows)."""
     out = np.zeros(len(layout.inputs), dtype=np.uint8)
     for i, (kind, name, arg) in enumerate(layout.inputs):
         out[i] = int(row[name] == arg) if kind == "oh" else (ints[name] >> arg) & 1  # type: ignore[operator]
     return out
+
+
+def customer_bits(forms: PlanForms, layout: PlanLayout, row: Mapping[str, str]) -> np.ndarray:
+    """:func:`layout_bits` for a raw row, encoded with the model."""
+    from crm.churn.model import encode_row
+
+    return layout_bits(layout, row, encode_row(forms.model, row))
 
 
 def split_customers(forms: PlanForms, layout: PlanLayout, rows: Sequence[dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -292,9 +421,12 @@ class SpPlanRole:
             ))
             alive = [p for p, _ in pairs_] + rest  # only the count matters to the SP
         mask = (1 << layout.payload_bits) - 1
-        return PlanOutput(
+        out = PlanOutput(
             perms=perms, shares=[[v & mask for v in ole.from_limbs(coins[b])] for b in range(customers)],
         )
+        if not i.get("sealed_result"):
+            return out
+        return out, await ctx.receive("psp", "result")
 
 
 class PspPlanRole:
@@ -369,10 +501,35 @@ class PspPlanRole:
         mask = (1 << layout.payload_bits) - 1
         k = alive[:, 0]
         values = ole.from_limbs(held[np.arange(customers), k])
-        return PsPlanOutput(
+        out = PsPlanOutput(
             winners=[(int(k[r]), sigmas[r][int(k[r])]) for r in range(customers)],
             shares=[v & mask for v in values],
         )
+        if "admin_key" not in i:
+            return out
+        box = private.seal(i["admin_key"], out.to_bytes(layout), result_aad(i["chunk"], customers))
+        await ctx.send("sp", "result", box)
+        return None
+
+
+def result_aad(chunk: str, count: int) -> bytes:
+    """Associated data of the PSP's sealed part of a chunk."""
+    return f"mpc-crm/churn-plan result|{chunk}|{count}".encode()
+
+
+def _share_bytes(values: Sequence[int], pb: int) -> bytes:
+    width = (pb + 7) // 8
+    return b"".join(int(v).to_bytes(width, "little") for v in values)
+
+
+def _read_shares(raw: bytes, count: int, pb: int, what: str) -> list[int]:
+    width = (pb + 7) // 8
+    if len(raw) != count * width:
+        raise EncodingError(f"{what}: {len(raw)} bytes of shares for {count}")
+    out = [int.from_bytes(raw[k * width : (k + 1) * width], "little") for k in range(count)]
+    if any(v >> pb for v in out):
+        raise EncodingError(f"{what}: a share above 2^{pb}")
+    return out
 
 
 @dataclass
@@ -382,6 +539,24 @@ class PlanOutput:
     perms: list[list[int]]
     shares: list[list[int]]
 
+    def to_bytes(self, layout: PlanLayout) -> bytes:
+        flat = [v for row in self.shares for v in row]
+        return churn_pb2.ChurnPlanPart(
+            positions=[p for perm in self.perms for p in perm], shares=_share_bytes(flat, layout.payload_bits)
+        ).SerializeToString()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, layout: PlanLayout, count: int) -> PlanOutput:
+        msg = parse_message(churn_pb2.ChurnPlanPart, raw, "the SP's plan part")
+        w = layout.width
+        if len(msg.positions) != count * w:
+            raise EncodingError(f"the SP's plan part: {len(msg.positions)} positions for {count} customers")
+        perms = [list(msg.positions[k * w : (k + 1) * w]) for k in range(count)]
+        if any(sorted(p) != list(range(w)) for p in perms):
+            raise EncodingError("the SP's plan part: not a permutation")
+        flat = _read_shares(bytes(msg.shares), count * w, layout.payload_bits, "the SP's plan part")
+        return cls(perms, [flat[k * w : (k + 1) * w] for k in range(count)])
+
 
 @dataclass
 class PsPlanOutput:
@@ -389,6 +564,56 @@ class PsPlanOutput:
 
     winners: list[tuple[int, int]]
     shares: list[int]
+
+    def to_bytes(self, layout: PlanLayout) -> bytes:
+        return churn_pb2.ChurnPlanPart(
+            positions=[p for w in self.winners for p in w], shares=_share_bytes(self.shares, layout.payload_bits)
+        ).SerializeToString()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, layout: PlanLayout, count: int) -> PsPlanOutput:
+        msg = parse_message(churn_pb2.ChurnPlanPart, raw, "the PSP's plan part")
+        if len(msg.positions) != 2 * count or any(p >= layout.width for p in msg.positions):
+            raise EncodingError(f"the PSP's plan part: bad positions for {count} customers")
+        winners = [(msg.positions[2 * k], msg.positions[2 * k + 1]) for k in range(count)]
+        return cls(winners, _read_shares(bytes(msg.shares), count, layout.payload_bits, "the PSP's plan part"))
+
+
+MAX_CHUNK = 1024
+"""Customers in one session at most."""
+
+
+def start_inputs(
+    layout: PlanLayout, version: int, customers: Sequence[str], boxes: Sequence[bytes], admin_key: bytes, chunk: str
+) -> churn_pb2.ChurnPlanInputs:
+    return churn_pb2.ChurnPlanInputs(
+        layout_json=json.dumps(layout_to_dict(layout)), count=len(customers), boxes=b"".join(boxes),
+        admin_key=admin_key, chunk=chunk, customer_ids=list(customers), layout_version=version,
+    )
+
+
+def psp_inputs(raw: bytes, curve_key: Any) -> dict[str, Any]:
+    """The PSP's inputs from the session start: the layout and its shares, opened."""
+    msg = parse_message(churn_pb2.ChurnPlanInputs, raw, "churn-plan inputs")
+    try:
+        doc = json.loads(msg.layout_json)
+    except ValueError as exc:
+        raise EncodingError(f"churn plan layout: not JSON ({exc})") from None
+    layout = layout_from_dict(doc)
+    if layout_version(layout) != msg.layout_version:
+        raise EncodingError("churn-plan inputs: the layout does not match its version")
+    if not 1 <= msg.count <= MAX_CHUNK or len(msg.customer_ids) != msg.count:
+        raise ParameterError(f"a chunk holds 1..{MAX_CHUNK} customers with their ids, not {msg.count}")
+    if len(msg.admin_key) != 32:
+        raise EncodingError(f"admin key of {len(msg.admin_key)} bytes; an X25519 key has 32")
+    if not 0 < len(msg.chunk) <= 128:
+        raise EncodingError("chunk name must be 1..128 characters")
+    size = record_bytes(layout) - SEED_BYTES
+    if len(msg.boxes) != msg.count * size:
+        raise EncodingError(f"churn-plan inputs: {len(msg.boxes)} bytes of boxes for {msg.count} customers")
+    boxes = [bytes(msg.boxes[k * size : (k + 1) * size]) for k in range(msg.count)]
+    shares = psp_open_boxes(curve_key, layout, msg.layout_version, list(msg.customer_ids), boxes)
+    return {"layout": layout, "shares": shares, "admin_key": bytes(msg.admin_key), "chunk": msg.chunk}
 
 
 def admin_open(
@@ -405,6 +630,44 @@ def admin_open(
         payload = (psp.shares[r] + sp.shares[r][k]) & mask
         out.append(forms.decode(contender, payload, cid, p_loyal[r]))
     return out
+
+
+def open_chunk(
+    forms: PlanForms, layout: PlanLayout, admin_key: Any, chunk: churn_pb2.PlannedChunk,
+    p_loyal: Mapping[str, Fraction],
+) -> list[CustomerPlan]:
+    """The admin: one planned chunk's plans (``p_loyal`` from scoring, by customer id)."""
+    ids = list(chunk.customer_ids)
+    sp = PlanOutput.from_bytes(bytes(chunk.sp_part), layout, len(ids))
+    raw = private.unseal(admin_key, bytes(chunk.psp_sealed), result_aad(chunk.chunk, len(ids)))
+    psp = PsPlanOutput.from_bytes(raw, layout, len(ids))
+    return admin_open(forms, sp, psp, ids, [p_loyal[c] for c in ids])
+
+
+def plan_to_json(plan: CustomerPlan) -> dict[str, Any]:
+    """A plan with exact numbers as text (what the admin worker reports)."""
+    return {
+        "target": plan.target, "p_target": None if plan.p_target is None else str(plan.p_target),
+        "p_loyal": str(plan.p_loyal), "segment": plan.segment, "net": str(plan.net_profit),
+        "actions": [[a.attribute, a.old, a.new, str(a.cost)] for a in plan.actions],
+    }
+
+
+def plan_from_json(cid: str, doc: Mapping[str, Any]) -> CustomerPlan:
+    from crm.churn.plan import Action
+
+    return CustomerPlan(
+        cid, -1, Fraction(doc["p_loyal"]), doc["segment"], doc["target"],
+        None if doc["p_target"] is None else Fraction(doc["p_target"]),
+        tuple(Action(a, o, n, Fraction(c)) for a, o, n, c in doc["actions"]), Fraction(doc["net"]),
+    )
+
+
+def same_plan(a: CustomerPlan, b: CustomerPlan) -> bool:
+    """Equal outcomes (the leaf S is not part of it: the admin never learns it)."""
+    return (a.target, a.p_target, a.actions, a.net_profit, a.segment, a.p_loyal) == (
+        b.target, b.p_target, b.actions, b.net_profit, b.segment, b.p_loyal,
+    )
 
 
 def _tournament_steps() -> tuple[Step, ...]:
@@ -429,6 +692,17 @@ class ChurnPlan(ProtocolSpec):
         Step("reshuffle", "psp", "sp"),
         Step("reshuffle.pads", "sp", "psp"),
         *_tournament_steps(),
+        Step("result", "psp", "sp"),
     )
     role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpPlanRole, "psp": PspPlanRole}
+
+    @classmethod
+    def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
+        inputs = psp_inputs(raw, party.curve_key)
+        pools = getattr(party, "compare_pools", None)
+        if not isinstance(pools, PspPools):
+            pools = party.compare_pools = PspPools()
+        inputs["compare_pools"] = pools
+        inputs["run_crypto"] = party.run_crypto
+        return inputs
 

@@ -22,6 +22,7 @@ import asyncio
 import json
 import sys
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 from mpc.errors import MpcError, ParameterError
 from mpc.parties.simulate import report_worker, work_directory
 
-__all__ = ["add_score_arguments", "run_score"]
+__all__ = ["PlanSetup", "add_score_arguments", "run_private_plan", "run_score"]
 
 
 def add_score_arguments(p: argparse.ArgumentParser) -> None:
@@ -82,10 +83,36 @@ def run_score(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
-def _bar(done: int, total: int, t: float, width: int = 30) -> str:
+def run_private_plan(args: argparse.Namespace, model: Any, customers: Any, threshold: str) -> dict[str, Any]:
+    """Score, then plan, privately across processes (``mpc-crm churn plan``): the report of
+    :class:`_Run`, with the admin's plans (exact numbers as text) under ``"plans"``."""
+    from argparse import Namespace
+
+    from crm.churn.model import encode_row
+
+    ids, rows = customers.ids, customers.rows
+    encoded = {cid: encode_row(model, row) for cid, row in zip(ids, rows, strict=True)}
+    plain = {cid: model.p_loyal_exact(model.leaf_of(row)) for cid, row in zip(ids, rows, strict=True)}
+    plan = PlanSetup(Path(args.costs), threshold, {cid: dict(row) for cid, row in zip(ids, rows, strict=True)})
+    run_args = Namespace(**{**vars(args), "segment_threshold": float(Fraction(threshold))})
+    with work_directory(run_args, "mpc-churn-plan-") as root:
+        return _Run(root, run_args, model, list(ids), encoded, plain, plan).run()
+
+
+def _bar(done: int, total: int, t: float, phase: str = "scoring", width: int = 30) -> str:
     filled = int(width * done / total) if total else width
     rate = done / t if t > 0 else 0.0
-    return f"\r  scoring [{'#' * filled}{'.' * (width - filled)}] {done}/{total} customers, {t:.0f} s ({rate:.0f}/s)"
+    return f"\r  {phase} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} customers, {t:.0f} s ({rate:.0f}/s)"
+
+
+@dataclass
+class PlanSetup:
+    """Private planning after scoring (``mpc-crm churn plan``): the SP's cost file, the
+    segment threshold, the customers' raw rows (their front ends split them)."""
+
+    costs: Path
+    threshold: str
+    rows: dict[str, dict[str, str]]
 
 
 class _Run:
@@ -97,11 +124,12 @@ class _Run:
         ids: list[str],
         encoded: dict[str, dict[str, int]],
         plain: dict[str, Fraction],
+        plan: PlanSetup | None = None,
     ) -> None:
         from mpc.parties.simulate import Simulation
 
         self.root, self.args, self.model, self.ids = root, args, model, ids
-        self.encoded, self.plain = encoded, plain
+        self.encoded, self.plain, self.plan = encoded, plain, plan
         self.sim = Simulation(root, args)
         self.phases: dict[str, float] = {}
 
@@ -126,6 +154,10 @@ class _Run:
             t = time.perf_counter()
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "customers.json").write_text(json.dumps(self.encoded))
+            plan_args: list[str] = []
+            if self.plan:
+                (self.root / "plan_rows.json").write_text(json.dumps(self.plan.rows))
+                plan_args = ["--plan-rows", str(self.root / "plan_rows.json")]
             dep = write_deployment(
                 self.root,
                 ["admin", *fronts],
@@ -133,6 +165,7 @@ class _Run:
                 workers=workers,
                 deadline_s=600.0,
                 churn_model=Path(a.model),
+                churn_costs=self.plan.costs if self.plan else None,
                 admins=["admin"],
             )
             self.phases["certificates_and_configs"] = time.perf_counter() - t
@@ -151,6 +184,7 @@ class _Run:
                         str(self.root / "customers.json"),
                         "--share",
                         f"{k}/{len(fronts)}",
+                        *plan_args,
                     ],
                 )
                 for k, f in enumerate(fronts)
@@ -175,24 +209,37 @@ class _Run:
                     str(progress),
                     "--timeout",
                     str(a.timeout),
+                    *(
+                        ["--plan-threshold", self.plan.threshold, "--model", str(a.model),
+                         "--costs", str(self.plan.costs)]
+                        if self.plan else []
+                    ),
                 ],
             )
             tty = sys.stdout.isatty()
-            shown = -1
+            shown, phase, t_phase = -1, "scoring", t
             while admin.proc.poll() is None and time.monotonic() < deadline:
                 self.sim.check_servers(servers)
                 state = read_json(progress)
+                if state.get("phase", "scoring") != phase:  # scoring done: planning starts
+                    if tty:
+                        print()
+                    phase, shown, t_phase = state["phase"], -1, time.perf_counter()
+                    self.phases["scoring"] = t_phase - t
                 done, total = state.get("done", 0), state.get("total", len(self.ids)) or 1
                 # On a terminal a live bar; in a log one line per tenth.
                 if state and (tty or done * 10 // total > shown):
                     shown = done * 10 // total
-                    line = _bar(done, total, time.perf_counter() - t)
+                    line = _bar(done, total, time.perf_counter() - t_phase, phase)
                     print(line if tty else line.lstrip("\r"), end="" if tty else "\n", flush=True)
                 time.sleep(0.5)
             if tty:
                 print()
             (admin_report,) = self.sim.wait_reports([admin], servers, deadline, "admin")
-            self.phases["scoring"] = time.perf_counter() - t
+            if phase == "planning":
+                self.phases["planning"] = time.perf_counter() - t_phase
+            else:
+                self.phases["scoring"] = time.perf_counter() - t
             stats = self.sim.stop_servers(servers, self.phases)
         finally:
             self.sim._kill_all()
@@ -227,6 +274,8 @@ class _Run:
                 "workers": self.args.workers,
             },
             "customers": out,
+            "plans": admin.get("plans"),
+            "sp_planning_s": admin.get("plan_job_s"),
             "total_s": total,
             "scoring_s": self.phases.get("scoring"),
             "sp_scoring_s": admin.get("job_s"),
@@ -276,6 +325,20 @@ async def _upload(args: argparse.Namespace) -> dict[str, Any]:
         )
         enc = time.perf_counter() - t
         stored = await client.upload_customers(version, ids, records)
+        if args.plan_rows:  # the plan's XOR shares: one seed for the SP, the rest sealed to the PSP
+            from crm.churn import plan_private
+
+            rows = json.loads(Path(args.plan_rows).read_text())
+            playout, pversion = await client.plan_layout()
+            t = time.perf_counter()
+            precs = await loop.run_in_executor(None, lambda: [
+                plan_private.customer_record(
+                    playout, pversion, key, c, plan_private.layout_bits(playout, rows[c], everyone[c])
+                )
+                for c in ids
+            ])
+            enc += time.perf_counter() - t
+            await client.upload_plan_shares(pversion, ids, precs)
         return {"ok": True, "stored": stored, "encrypt_s": enc, "bytes_sent": client.bytes_sent}
 
 
@@ -311,7 +374,44 @@ async def _admin(args: argparse.Namespace) -> dict[str, Any]:
             results = unseal(key, ch.sealed, aad(ch.chunk, len(ids)))
             for cid, p in zip(ids, open_scores(results, ch.seed, len(ids), st.depth), strict=True):
                 scores[cid] = str(p)
-        return {"ok": True, "scores": scores, "job_s": st.seconds, "bytes_sent": client.bytes_sent}
+        report: dict[str, Any] = {"ok": True, "scores": scores, "job_s": st.seconds}
+        if args.plan_threshold is not None:
+            report.update(await _admin_plan(args, client, key, {c: Fraction(p) for c, p in scores.items()}, progress, give_up))
+        report["bytes_sent"] = client.bytes_sent
+        return report
+
+
+async def _admin_plan(
+    args: argparse.Namespace, client: Any, key: Any, p_loyal: dict[str, Fraction], progress: Path, give_up: float
+) -> dict[str, Any]:
+    """The admin's planning job: start it, poll it, open every chunk with the compiled search
+    (the admin has the model and the cost file) and the private P(loyal) from scoring."""
+    from crm.churn import plan_private
+    from crm.churn.costs import load_costs
+    from crm.churn.model import TreeModel
+    from crm.churn.plan_forms import compile_plan
+    from crm.churn.private import admin_key_bytes
+
+    forms = compile_plan(TreeModel.load(args.model), load_costs(args.costs, None), segment_threshold=args.plan_threshold)
+    layout = plan_private.layout_of(forms)
+    job = await client.start_planning(admin_key_bytes(key), args.plan_threshold)
+    while True:
+        st = await client.planning_status(job.job)
+        tmp = progress.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"phase": "planning", "done": st.done, "total": st.total}))
+        tmp.replace(progress)
+        if st.finished:
+            break
+        if time.monotonic() > give_up:
+            raise MpcError("planning did not finish in time")
+        await asyncio.sleep(0.5)
+    if st.error:
+        raise MpcError(f"the SP reports: {st.error}")
+    plans = {}
+    for ch in st.chunks:
+        for plan in plan_private.open_chunk(forms, layout, key, ch, p_loyal):
+            plans[plan.customer] = plan_private.plan_to_json(plan)
+    return {"plans": plans, "plan_job_s": st.seconds}
 
 
 def worker_main(argv: list[str] | None = None) -> int:
@@ -325,6 +425,10 @@ def worker_main(argv: list[str] | None = None) -> int:
         "--share", default="0/1", help="upload: K/N, this worker takes every N-th customer from K"
     )
     p.add_argument("--progress", help="admin: file to write the job's progress to")
+    p.add_argument("--plan-rows", help="upload: JSON of every customer's raw row, to upload plan shares")
+    p.add_argument("--plan-threshold", help="admin: plan after scoring, with this segment threshold")
+    p.add_argument("--model", help="admin, planning: model.json")
+    p.add_argument("--costs", help="admin, planning: the cost file")
     p.add_argument("--timeout", type=float, default=1800.0)
     args = p.parse_args(argv)
     return report_worker(_upload(args) if args.action == "upload" else _admin(args))

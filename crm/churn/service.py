@@ -26,10 +26,11 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from crm.churn import private
+from crm.churn import plan_private, private
 from crm.churn.protocol import sp_prepare, start_inputs
 from mpc.errors import AuthorizationError, EncodingError, NotFound, ParameterError, TransportError
 from mpc.parties import rpc
@@ -53,15 +54,20 @@ UPLOAD_BATCH = 500
 
 
 class CustomerStore:
-    """The SP's encrypted customer records (SQLite, WAL): id -> (layout version, record)."""
+    """The SP's customer records (SQLite, WAL): id -> (layout version, record).
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    ``table`` "customers": the encrypted attributes for scoring; "plan_shares": the
+    XOR shares for planning (a seed and the PSP's sealed share)."""
+
+    def __init__(self, path: Path, table: str = "customers") -> None:
+        if table not in ("customers", "plan_shares"):
+            raise ParameterError(f"no customer table {table!r}")
+        self.path, self.table = path, table
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS customers (id TEXT PRIMARY KEY, layout INTEGER NOT NULL, "
+            f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, layout INTEGER NOT NULL, "
             "record BLOB NOT NULL, updated REAL NOT NULL)"
         )
 
@@ -75,7 +81,7 @@ class CustomerStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO customers (id, layout, record, updated) VALUES (?, ?, ?, ?)",
+                    f"INSERT OR REPLACE INTO {self.table} (id, layout, record, updated) VALUES (?, ?, ?, ?)",
                     [(cid, layout, rec, now) for cid, rec in items],
                 )
             except BaseException:
@@ -86,20 +92,20 @@ class CustomerStore:
     def ids(self, layout: int) -> list[str]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id FROM customers WHERE layout = ? ORDER BY id", (layout,)
+                f"SELECT id FROM {self.table} WHERE layout = ? ORDER BY id", (layout,)
             )
             return [r[0] for r in rows]
 
     def count(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM customers").fetchone()[0])
+            return int(self._db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0])
 
     def records(self, ids: Sequence[str], layout: int) -> list[bytes]:
         with self._lock:
             out = []
             for cid in ids:
                 row = self._db.execute(
-                    "SELECT layout, record FROM customers WHERE id = ?", (cid,)
+                    f"SELECT layout, record FROM {self.table} WHERE id = ?", (cid,)
                 ).fetchone()
                 if row is None:
                     raise NotFound(f"no stored record for customer {cid!r}")
@@ -185,7 +191,13 @@ class ChurnService:
         self.spec = private.TreeSpec.from_model(self.model, self.layout)
         party.config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = CustomerStore(party.config.data_dir / "churn.sqlite")
-        methods = ("GetLayout", "UploadCustomers", "StartScoring", "ScoringStatus")
+        self.planning: Planning | None = None
+        if party.config.churn_costs is not None:
+            self.planning = Planning(party, self.model, party.config.churn_costs)
+        methods = (
+            "GetLayout", "UploadCustomers", "StartScoring", "ScoringStatus",
+            "GetPlanLayout", "UploadPlanShares", "StartPlanning", "PlanningStatus",
+        )
         party.grpc_services.append(
             (
                 churn_pb2.DESCRIPTOR.services_by_name["Churn"],
@@ -206,6 +218,8 @@ class ChurnService:
             self._executor = None
         if self.party.role == "sp":
             self.store.close()
+            if self.planning is not None:
+                self.planning.store.close()
 
     def check_admin(self, name: str) -> None:
         if name not in self.party.config.admins:
@@ -372,6 +386,149 @@ class ChurnService:
         return out
 
 
+PLAN_CHUNK = 256
+"""Customers per planning session (about 30 MB of messages each way)."""
+
+
+@dataclass
+class PlanJob:
+    job: str
+    ids: list[str]
+    admin_key: bytes
+    threshold: str
+    done: int = 0
+    error: str = ""
+    finished: bool = False
+    chunks: dict[int, churn_pb2.PlannedChunk] = field(default_factory=dict)
+    t0: float = field(default_factory=time.perf_counter)
+    seconds: float = 0.0
+
+
+class Planning:
+    """The SP's private action planning (protocol "churn-plan"): the compiled search for its
+    tree and cost file, the customers' plan shares, the admin's jobs."""
+
+    def __init__(self, party: Any, model: Any, costs_path: Path) -> None:
+        from crm.churn.costs import load_costs
+        from crm.churn.plan_forms import compile_plan
+        from mpc.comparison.pools import SpPools
+
+        self.party, self.model = party, model
+        self.costs = load_costs(costs_path, None)
+        forms = compile_plan(model, self.costs)
+        self.layout = plan_private.layout_of(forms)
+        self.version = plan_private.layout_version(self.layout)
+        self._forms: dict[Fraction, tuple[Any, plan_private.SpPlan]] = {}
+        self.pools = SpPools(party.curve_key)
+        self.store = CustomerStore(party.config.data_dir / "churn.sqlite", table="plan_shares")
+        self.jobs: dict[str, PlanJob] = {}
+        log.info(
+            "sp: churn planning with %d contenders, %d bits a customer uploads, keys of %d bits",
+            self.layout.contenders, len(self.layout.inputs), self.layout.modulus_bits,
+        )
+
+    def forms(self, threshold: Fraction) -> tuple[Any, plan_private.SpPlan]:
+        from crm.churn.plan_forms import compile_plan
+
+        if threshold not in self._forms:
+            forms = compile_plan(self.model, self.costs, segment_threshold=threshold)
+            if plan_private.layout_of(forms) != self.layout:
+                raise ParameterError("the segment threshold changed the upload layout")
+            self._forms[threshold] = (forms, plan_private.SpPlan.of(forms, self.layout))
+        return self._forms[threshold]
+
+    async def upload(self, header: churn_pb2.CustomerChunk, blob: bytes) -> int:
+        if header.layout_version != self.version:
+            raise EncodingError(
+                f"plan shares made for layout {header.layout_version}, the SP plans with layout "
+                f"{self.version}: fetch the plan layout again"
+            )
+        ids = list(header.customer_ids)
+        size = plan_private.record_bytes(self.layout)
+        if len(set(ids)) != len(ids):
+            raise EncodingError("a customer id appears twice in one upload")
+        for cid in ids:
+            if not 0 < len(cid) <= 64:
+                raise EncodingError(f"customer id {cid[:70]!r} must be 1..64 characters")
+        records = [blob[k * size : (k + 1) * size] for k in range(len(ids))]
+        for cid, rec in zip(ids, records, strict=True):
+            plan_private.check_record(self.layout, rec, f"customer {cid}")
+        await asyncio.get_running_loop().run_in_executor(
+            None, self.store.put_many, self.version, list(zip(ids, records, strict=True))
+        )
+        return len(ids)
+
+    def start(self, admin_key: bytes, ids: Sequence[str], threshold: str) -> PlanJob:
+        from crm.churn.plan import to_fraction
+
+        if len(admin_key) != 32:
+            raise EncodingError(f"admin key of {len(admin_key)} bytes; an X25519 key has 32")
+        t = to_fraction(threshold)
+        if not 0 <= t <= 1:
+            raise ParameterError(f"segment threshold {threshold}: not in 0..1")
+        self.forms(t)
+        stored = self.store.ids(self.version)
+        if ids:
+            missing = sorted(set(ids) - set(stored))
+            if missing:
+                raise NotFound(f"{len(missing)} customer(s) have no plan shares, e.g. {missing[0]!r}")
+            chosen = list(ids)
+        else:
+            chosen = stored
+        if not chosen:
+            raise NotFound("no customer has uploaded plan shares yet")
+        job = PlanJob(job=uuid.uuid4().hex, ids=chosen, admin_key=admin_key, threshold=str(t))
+        self.jobs[job.job] = job
+        self.party._spawn(self._run(job, t), f"churn planning {job.job[:8]}")
+        return job
+
+    async def _run(self, job: PlanJob, threshold: Fraction) -> None:
+        try:
+            forms, sp_plan = self.forms(threshold)
+            loop = asyncio.get_running_loop()
+            in_flight = asyncio.Semaphore(2)
+
+            async def one(index: int, ids: list[str]) -> None:
+                async with in_flight:
+                    records = await loop.run_in_executor(None, self.store.records, ids, self.version)
+                    shares, boxes = plan_private.sp_shares(self.layout, records)
+                    name = f"{job.job}/{index}"
+                    part, sealed = await self.party.start_session(
+                        "churn-plan",
+                        plan_private.start_inputs(self.layout, self.version, ids, boxes, job.admin_key, name),
+                        {"forms": forms, "layout": self.layout, "shares": shares, "sp_plan": sp_plan,
+                         "compare_pools": self.pools, "run_crypto": self.party.run_crypto, "sealed_result": True},
+                    )
+                job.chunks[index] = churn_pb2.PlannedChunk(
+                    chunk=name, customer_ids=ids, sp_part=part.to_bytes(self.layout), psp_sealed=sealed
+                )
+                job.done += len(ids)
+
+            async with asyncio.TaskGroup() as group:
+                for i in range(0, len(job.ids), PLAN_CHUNK):
+                    group.create_task(one(i // PLAN_CHUNK, job.ids[i : i + PLAN_CHUNK]))
+        except Exception as exc:
+            while isinstance(exc, ExceptionGroup):
+                exc = exc.exceptions[0]
+            job.error = f"{type(exc).__name__}: {exc}"
+            log.warning("sp: churn planning %s failed: %s", job.job[:8], job.error)
+        finally:
+            job.finished = True
+            job.seconds = time.perf_counter() - job.t0
+
+    def status(self, job_id: str) -> churn_pb2.PlanStatus:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no planning job {job_id[:40]!r}")
+        out = churn_pb2.PlanStatus(
+            done=job.done, total=len(job.ids), finished=job.finished, error=job.error,
+            seconds=job.seconds or time.perf_counter() - job.t0, segment_threshold=job.threshold,
+        )
+        if job.finished and not job.error:
+            out.chunks.extend(job.chunks[i] for i in sorted(job.chunks))
+        return out
+
+
 class ChurnGateway:
     """The gRPC methods (role "user"; scoring only for the configured admins)."""
 
@@ -420,6 +577,43 @@ class ChurnGateway:
     ) -> churn_pb2.ScoreStatus:
         self.s.check_admin(ident.name)
         return self.s.status(req.job)
+
+    def _planning(self) -> Planning:
+        if self.s.planning is None:
+            raise NotFound("this SP plans nothing: it has no churn_costs in its config")
+        return self.s.planning
+
+    async def GetPlanLayout(self, req: Any, ident: Any, ctx: Any) -> churn_pb2.ChurnLayout:
+        pl = self._planning()
+        return churn_pb2.ChurnLayout(layout_json=json.dumps(plan_private.layout_to_dict(pl.layout)), layout_version=pl.version)
+
+    async def UploadPlanShares(
+        self, chunks: AsyncIterator[churn_pb2.CustomerChunk], ident: Any, ctx: Any
+    ) -> churn_pb2.CustomerUploadReply:
+        pl = self._planning()
+        size = plan_private.record_bytes(pl.layout)
+
+        def check(h: churn_pb2.CustomerChunk) -> None:
+            n = len(h.customer_ids)
+            if not 0 < n <= MAX_UPLOAD_BYTES // size:
+                raise EncodingError(f"an upload holds 1..{MAX_UPLOAD_BYTES // size} customers, not {n}")
+            if h.total_size != n * size:
+                raise EncodingError(f"{n} plan records of {size} bytes make {n * size} bytes, not {h.total_size}")
+
+        header, blob = await rpc.reassemble(
+            chunks, check, lambda c: bool(c.customer_ids or c.total_size or c.layout_version), "plan share upload"
+        )
+        stored = await pl.upload(header, blob)
+        return churn_pb2.CustomerUploadReply(stored=stored, customers=pl.store.count())
+
+    async def StartPlanning(self, req: churn_pb2.PlanRequest, ident: Any, ctx: Any) -> churn_pb2.ScoreJob:
+        self.s.check_admin(ident.name)
+        job = self._planning().start(bytes(req.admin_key), list(req.customer_ids), req.segment_threshold or "1/2")
+        return churn_pb2.ScoreJob(job=job.job, customers=len(job.ids))
+
+    async def PlanningStatus(self, req: churn_pb2.ScoreJobRequest, ident: Any, ctx: Any) -> churn_pb2.PlanStatus:
+        self.s.check_admin(ident.name)
+        return self._planning().status(req.job)
 
 
 # -- the client side --------------------------------------------------------------------------
@@ -492,3 +686,36 @@ class ChurnClient(UserClient):
             "ScoringStatus", churn_pb2.ScoreJobRequest(job=job), timeout=self.config.deadline_s
         )
 
+    async def plan_layout(self) -> tuple[plan_private.PlanLayout, int]:
+        reply = await self.churn.call("GetPlanLayout", churn_pb2.ChurnLayoutRequest(), timeout=self.config.deadline_s)
+        layout = plan_private.layout_from_dict(json.loads(reply.layout_json))
+        if plan_private.layout_version(layout) != reply.layout_version:
+            raise EncodingError("the SP's plan layout does not match its version")
+        return layout, reply.layout_version
+
+    async def upload_plan_shares(self, layout_version: int, ids: Sequence[str], records: Sequence[bytes]) -> int:
+        """Upload customers' plan records (:func:`crm.churn.plan_private.customer_record`)."""
+        stored = 0
+        for i in range(0, len(ids), UPLOAD_BATCH):
+            blob = b"".join(records[i : i + UPLOAD_BATCH])
+            pieces = rpc.chunks(blob)
+            requests = [
+                churn_pb2.CustomerChunk(
+                    layout_version=layout_version, customer_ids=list(ids[i : i + UPLOAD_BATCH]),
+                    total_size=len(blob), data=bytes(pieces[0]),
+                ),
+                *(churn_pb2.CustomerChunk(data=bytes(p)) for p in pieces[1:]),
+            ]
+            reply = await self.churn.stream("UploadPlanShares", requests, timeout=self.config.deadline_s)
+            stored += reply.stored
+        return stored
+
+    async def start_planning(self, admin_key: bytes, segment_threshold: str = "", ids: Sequence[str] = ()) -> churn_pb2.ScoreJob:
+        return await self.churn.call(
+            "StartPlanning",
+            churn_pb2.PlanRequest(admin_key=admin_key, customer_ids=list(ids), segment_threshold=segment_threshold),
+            timeout=self.config.deadline_s,
+        )
+
+    async def planning_status(self, job: str) -> churn_pb2.PlanStatus:
+        return await self.churn.call("PlanningStatus", churn_pb2.ScoreJobRequest(job=job), timeout=self.config.deadline_s)

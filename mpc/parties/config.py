@@ -11,6 +11,7 @@ Example ``sp.toml``::
     deadline_s = 120              # deadline of every outgoing call
     recommender = "rec.json"      # optional: the private recommender's public parameters
     churn_model = "model.json"    # optional (SP): the churn tree it scores privately
+    churn_costs = "costs.toml"    # optional (SP, with churn_model): the cost file it plans with
     admins = ["admin"]            # user names allowed to administer (scoring, catalogue); default none
     copurchase = "copurchase.json"  # optional (SP): co-purchase catalogue and layout bounds
     aggregate_min_contributors = 10  # (PSP) the fewest uploads it helps decrypt a sum of
@@ -60,6 +61,8 @@ class PartyConfig:
     """Public parameters of the private recommender (JSON), if this deployment runs it."""
     churn_model: Path | None = None
     """The SP's churn tree (model.json), if this deployment scores churn privately."""
+    churn_costs: Path | None = None
+    """The SP's cost file (TOML) for private action planning, with ``churn_model``."""
     admins: tuple[str, ...] = ()
     """User names (certificate names of role "user") allowed to call administrative methods;
     none unless configured (a certificate's name alone makes nobody an admin)."""
@@ -102,7 +105,7 @@ class PartyConfig:
                 raise ParameterError(f"config [tls] lacks {k}")
         known = {
             "role", "listen", "peer", "data_dir", "tls", "key_bits", "seed", "workers",
-            "deadline_s", "peer_server_name", "recommender", "churn_model", "admins",
+            "deadline_s", "peer_server_name", "recommender", "churn_model", "churn_costs", "admins",
             "copurchase", "aggregate_min_contributors", "precompute",
         }
         unknown = set(raw) - known
@@ -121,6 +124,7 @@ class PartyConfig:
             peer_server_name=raw.get("peer_server_name"),
             recommender=p(str(raw["recommender"])) if raw.get("recommender") else None,
             churn_model=p(str(raw["churn_model"])) if raw.get("churn_model") else None,
+            churn_costs=p(str(raw["churn_costs"])) if raw.get("churn_costs") else None,
             admins=_names(raw.get("admins", []), "admins"),
             copurchase=p(str(raw["copurchase"])) if raw.get("copurchase") else None,
             precompute=_flag(raw.get("precompute", False), "precompute"),

@@ -59,6 +59,7 @@ def write_deployment(
     deadline_s: float = 120.0,
     recommender: Path | None = None,
     churn_model: Path | None = None,
+    churn_costs: Path | None = None,
     precompute: bool = False,
     copurchase: Path | None = None,
     admins: list[str] | None = None,
@@ -69,7 +70,8 @@ def write_deployment(
     addresses (a server in a namespace may listen on 0.0.0.0 instead).
     ``recommender``: the recommender's public parameters (JSON), named in both
     server configs; ``churn_model``: the SP's churn tree (model.json), in the SP's
-    config only (the PSP never sees the model); ``copurchase``: the co-purchase
+    config only (the PSP never sees the model), with ``churn_costs`` its cost file for
+    planning; ``copurchase``: the co-purchase
     parameters (JSON) and ``admins``: the admin user names, in the SP's config.
     """
     root = Path(root)
@@ -111,6 +113,11 @@ def write_deployment(
                     *(
                         [f"churn_model = {_toml_str(Path(churn_model).resolve())}"]
                         if churn_model and role == "sp"
+                        else []
+                    ),
+                    *(
+                        [f"churn_costs = {_toml_str(Path(churn_costs).resolve())}"]
+                        if churn_costs and role == "sp"
                         else []
                     ),
                     *(["precompute = true"] if precompute and role == "sp" else []),
