@@ -28,7 +28,8 @@ demo: $(STAMP)
 	$(BIN)/mpc-crm churn score --data $(DATA)/telco-churn.csv --model build/demo/model.json \
 	    --customers 300 --key-bits 2048 --out build/demo/scores.json
 	$(BIN)/mpc-crm churn plan --data $(DATA)/telco-churn.csv --model build/demo/model.json \
-	    --costs examples/telco-costs.toml --max-action-sets 5 --out build/demo/plan.json
+	    --costs examples/telco-costs.toml --max-action-sets 5 --customers 300 --key-bits 2048 \
+	    --out build/demo/plan.json
 	$(BIN)/mpc-crm churn report --scores build/demo/scores.json --plan build/demo/plan.json \
 	    --model build/demo/model.json --data $(DATA)/telco-churn.csv --out build/demo/report.html
 

@@ -644,7 +644,7 @@ def test_cli_plan(
     out = tmp_path / "plan.json"
     args = ["churn", "plan", "--data", str(TELCO), "--model", str(model_file)]
     args += ["--costs", str(EXAMPLE_COSTS), "--out", str(out)]
-    assert _main(monkeypatch, *args, "--max-action-sets", "2") == 0
+    assert _main(monkeypatch, *args, "--plain", "--max-action-sets", "2") == 0
     text = capsys.readouterr().out
     assert "unloyal" in text and "action sets by net profit" in text
     doc = json.loads(out.read_text())
@@ -661,7 +661,7 @@ def test_cli_plan(
 
     bad = tmp_path / "bad.toml"
     bad.write_text('profit = "12 * MonthlyCharges"\n[soft.Contract]\n"Monthly -> One year" = 1\n')
-    assert _main(monkeypatch, *args[:-4], "--costs", str(bad), "--out", str(out)) == 1
+    assert _main(monkeypatch, *args[:-4], "--costs", str(bad), "--out", str(out), "--plain") == 1
     err = capsys.readouterr().err
     assert "bad.toml" in err and "'Monthly' is not a value of Contract" in err
     with pytest.raises(SystemExit):

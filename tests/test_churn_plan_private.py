@@ -8,6 +8,7 @@ the modular shuffle) must add up and refuse malformed messages.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from fractions import Fraction
@@ -268,3 +269,101 @@ def test_tournament_pairs_are_checked() -> None:
         pp._read_pairs(pp._pairs_message(np.array([[[2, 2]]])), 1, 1, 4)
     with pytest.raises(EncodingError, match="bytes"):
         pp._read_pairs(b"\0" * 3, 1, 1, 4)
+
+
+# -- live servers and processes ---------------------------------------------------------------
+async def test_planning_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_path: Path) -> None:
+    """The SP's service with a cost file: plan layout, plan shares, the admin's job; bad uploads
+    and a share sealed for someone else are refused with a clear error, nothing stored changes."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from crm.churn.model import encode_row
+    from crm.churn.private import admin_key_bytes
+    from crm.churn.service import ChurnClient
+    from mpc.errors import AuthorizationError, NotFound
+
+    model, costs, customers = _hand(tmp_path, HAND_COSTS[0])
+    (tmp_path / "model.json").write_text(json.dumps(HAND))
+    idle_parties.changes["sp"] = {
+        "churn_model": tmp_path / "model.json", "churn_costs": tmp_path / "costs.toml",
+        "admins": ("alice",), "workers": 1,
+    }
+    await idle_parties.start()
+    admin_client = ChurnClient(idle_parties.user_config("alice"))
+    front = ChurnClient(idle_parties.user_config("bob"))
+    try:
+        key = await front.scoring_key()
+        layout, version = await front.plan_layout()
+        rows = dict(zip(customers.ids, customers.rows, strict=True))
+        ids = list(customers.ids)
+        records = [
+            pp.customer_record(layout, version, key, c, pp.layout_bits(layout, rows[c], encode_row(model, rows[c])))
+            for c in ids
+        ]
+        assert await front.upload_plan_shares(version, ids, records) == len(ids)
+        store = idle_parties.sp.churn.planning.store
+        before = store.count()
+        with pytest.raises(EncodingError, match="layout"):
+            await front.upload_plan_shares(version ^ 1, ["x"], [records[0]])
+        with pytest.raises(EncodingError):
+            await front.upload_plan_shares(version, ["x", "y"], [records[0], records[1][:-1]])
+        with pytest.raises(EncodingError, match="curve point"):
+            await front.upload_plan_shares(version, ["x"], [records[0][:16] + b"\x07" + records[0][17:]])
+        assert store.count() == before and "x" not in store.ids(version)
+
+        adm = X25519PrivateKey.generate()
+        with pytest.raises(AuthorizationError):
+            await front.start_planning(admin_key_bytes(adm))
+        with pytest.raises(NotFound):
+            await admin_client.start_planning(admin_key_bytes(adm), "", ["nobody"])
+
+        async def plan(chosen: list[str]) -> Any:
+            job = await admin_client.start_planning(admin_key_bytes(adm), "1/2", chosen)
+            for _ in range(600):
+                st = await admin_client.planning_status(job.job)
+                if st.finished:
+                    return st
+                await asyncio.sleep(0.1)
+            raise AssertionError("planning did not finish in 60 s")
+
+        st = await plan(ids)
+        assert not st.error, st.error
+        forms = compile_plan(model, costs)
+        p_loyal = {c: model.p_loyal_exact(model.leaf_of(rows[c])) for c in ids}  # the admin's scores
+        got = [p for ch in st.chunks for p in pp.open_chunk(forms, layout, adm, ch, p_loyal)]
+        assert [p.customer for p in got] == ids
+        for g in got:
+            assert _same(g, plan_customer(model, costs, g.customer, rows[g.customer])), g.customer
+
+        # A share sealed for "a" stored under "z": the PSP cannot open it and says whose it is.
+        await front.upload_plan_shares(version, ["z"], [records[0]])
+        st = await plan([*ids, "z"])
+        assert st.error and "customer z" in st.error and not st.chunks, st.error
+        assert store.count() == before + 1
+    finally:
+        await admin_client.close()
+        await front.close()
+
+
+@pytest.mark.slow
+@needs_telco
+def test_churn_plan_command_across_processes(tmp_path: Path) -> None:
+    """`mpc-crm churn plan` on a slice: scoring then planning as processes, every plan checked."""
+    import subprocess
+    import sys
+
+    model = tmp_path / "model.json"
+    subprocess.run([sys.executable, "-m", "mpc", "churn", "train", "--data", str(TELCO), "--out", str(model)],
+                   check=True, capture_output=True, timeout=120)
+    out = tmp_path / "plan.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mpc", "churn", "plan", "--data", str(TELCO), "--model", str(model),
+         "--costs", str(EXAMPLE_COSTS), "--customers", "80", "--key-bits", "1024", "--max-action-sets", "3",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["private"]["ok"] and doc["private"]["mismatches"] == 0 and doc["params"]["private"]
+    assert len(doc["customers"]) == 80 and doc["totals"]["action_sets"] <= 3
+    assert doc["totals"]["planned"] > 5

@@ -343,12 +343,29 @@ def _bracket(alive: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
     return pairs, alive[-1:] if len(alive) % 2 else []
 
 
-def _own_order(count: int, width: int) -> list[int]:
-    order = list(range(count))
-    for i in range(count - 1, 0, -1):
-        j = secrets.randbelow(i + 1)
-        order[i], order[j] = order[j], order[i]
-    return [*order, *range(count, width)]
+async def _permute(
+    ctx: SessionContext, step: str, seeds: ot.OtChoiceSeeds, perms: list[list[int]], limbs: int, rc: RunCrypto
+) -> np.ndarray:
+    """The permuter of a batch of modular shuffles: its shares (customers, width, limbs)."""
+    peer = "psp" if ctx.role == "sp" else "sp"
+    swaps = np.array([await rc(shuffle.route, p) for p in perms], dtype=np.uint8)
+    nonce = secrets.token_bytes(ot.NONCE_BYTES)
+    columns, labels = await rc(ot.extend_choices, seeds, swaps.reshape(-1), nonce)
+    msg = compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns)
+    await ctx.send(peer, step, msg.SerializeToString())
+    pads = await ctx.receive(peer, step + ".pads")
+    return await rc(shuffle.permuter_finish_mod, swaps, labels, nonce, pads, limbs)  # type: ignore[no-any-return]
+
+
+async def _hold(ctx: SessionContext, step: str, key: ot.OtDeltaKey, values: np.ndarray, rc: RunCrypto) -> np.ndarray:
+    """The holder of a batch of modular shuffles: its fresh coins (customers, width, limbs)."""
+    peer = "psp" if ctx.role == "sp" else "sp"
+    msg = parse_message(compare_pb2.CompareChoices, await ctx.receive(peer, step), f"{step} choices")
+    coins, pads = await rc(
+        shuffle.holder_pads_mod, key, bytes(msg.point), bytes(msg.columns), bytes(msg.nonce), values
+    )
+    await ctx.send(peer, step + ".pads", pads)
+    return coins  # type: ignore[no-any-return]
 
 
 # -- roles -----------------------------------------------------------------------------------------
@@ -394,19 +411,12 @@ class SpPlanRole:
 
         # 4. shuffle (the SP permutes), reshuffle (the SP holds).
         n, width = layout.limbs, layout.width
-        perms = [_own_order(layout.contenders, width) for _ in range(customers)]
-        swaps = np.array([await rc(shuffle.route, p) for p in perms], dtype=np.uint8)
-        nonce = secrets.token_bytes(ot.NONCE_BYTES)
-        columns, labels = await rc(ot.extend_choices, seeds, swaps.reshape(-1), nonce)
-        await ctx.send("psp", "shuffle", compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns).SerializeToString())
-        c = await rc(shuffle.permuter_finish_mod, swaps, labels, nonce, await ctx.receive("psp", "shuffle.pads"), n)
+        perms = [shuffle.random_order(layout.contenders, width) for _ in range(customers)]
+        c = await _permute(ctx, "shuffle", seeds, perms, n, rc)
         padded = np.zeros((customers, width, n), dtype=np.uint64)
         padded[:, : layout.contenders] = keys
-        rows = np.arange(customers)[:, None]
-        held = ole.normalize(c + padded[rows, np.array(perms)])
-        msg = parse_message(compare_pb2.CompareChoices, await ctx.receive("psp", "reshuffle"), "reshuffle choices")
-        coins, pads = await rc(shuffle.holder_pads_mod, pools.ot, bytes(msg.point), bytes(msg.columns), bytes(msg.nonce), held)
-        await ctx.send("psp", "reshuffle.pads", pads)
+        held = ole.normalize(c + padded[np.arange(customers)[:, None], np.array(perms)])
+        coins = await _hold(ctx, "reshuffle", pools.ot, held, rc)
 
         # 5. the tournament: the SP's side of each comparison is v = M_b - M_a.
         w = layout.modulus_bits
@@ -470,17 +480,10 @@ class PspPlanRole:
         # 4. shuffle (the PSP holds), reshuffle (the PSP permutes).
         padded = np.zeros((customers, width, n), dtype=np.uint64)
         padded[:, : layout.contenders] = keys
-        msg = parse_message(compare_pb2.CompareChoices, await ctx.receive("sp", "shuffle"), "shuffle choices")
-        coins, pads = await rc(shuffle.holder_pads_mod, pools.shuffle_key, bytes(msg.point), bytes(msg.columns), bytes(msg.nonce), padded)
-        await ctx.send("sp", "shuffle.pads", pads)
-        sigmas = [_own_order(layout.contenders, width) for _ in range(customers)]
-        swaps = np.array([await rc(shuffle.route, s) for s in sigmas], dtype=np.uint8)
-        nonce = secrets.token_bytes(ot.NONCE_BYTES)
-        columns, labels = await rc(ot.extend_choices, seeds, swaps.reshape(-1), nonce)
-        await ctx.send("sp", "reshuffle", compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns).SerializeToString())
-        d = await rc(shuffle.permuter_finish_mod, swaps, labels, nonce, await ctx.receive("sp", "reshuffle.pads"), n)
-        rows = np.arange(customers)[:, None]
-        held = ole.normalize(d + coins[rows, np.array(sigmas)])
+        coins = await _hold(ctx, "shuffle", pools.shuffle_key, padded, rc)
+        sigmas = [shuffle.random_order(layout.contenders, width) for _ in range(customers)]
+        d = await _permute(ctx, "reshuffle", seeds, sigmas, n, rc)
+        held = ole.normalize(d + coins[np.arange(customers)[:, None], np.array(sigmas)])
 
         # 5. the tournament, the same bracket for every customer.
         w = layout.modulus_bits

@@ -209,16 +209,6 @@ def reshuffle_offset(layout: RecLayout) -> int:
     return 1 << (share_bits(layout) + 1)
 
 
-def psp_order(n: int, width: int) -> list[int]:
-    """The PSP's fresh permutation for the reshuffle: positions 0 .. n-1 (the candidates) in a
-    uniformly random order, A and the padding wires where they are."""
-    order = list(range(n))
-    for i in range(n - 1, 0, -1):
-        j = secrets.randbelow(i + 1)
-        order[i], order[j] = order[j], order[i]
-    return [*order, *range(n, width)]
-
-
 # -- pure steps: the PSP -------------------------------------------------------------------------
 class Quickselect:
     """The PSP's selection of the k largest of n anonymous values, on comparison outcomes.
@@ -511,7 +501,7 @@ class PspTopN:
         shuffled = [*ys, *[0] * (width - layout.n_users)]
         held = (await holder_shuffle(ctx, "shuffle", pools.shuffle_key, shuffled, share_bits(layout), rc))[:n]
         # Reshuffle with an order of the PSP's own: X'_k = X_sigma(k) = Y'_k - M'_k.
-        sigma = psp_order(n, width)
+        sigma = shuffle.random_order(n, width)  # the PSP's own order
         d = await permuter_shuffle(ctx, "reshuffle", pools.ot_seeds(sp_key), sigma, rc)
         off = reshuffle_offset(layout)
         held = [held[sigma[k]] - d[k] + off for k in range(n)]

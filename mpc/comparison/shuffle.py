@@ -45,6 +45,7 @@ __all__ = [
     "permuter_choices",
     "permuter_finish",
     "permuter_finish_mod",
+    "random_order",
     "route",
     "size_for",
     "structure",
@@ -65,6 +66,16 @@ def size_for(count: int) -> int:
     if count < 1:
         raise ParameterError("a shuffle needs at least one value")
     return max(2, 1 << (count - 1).bit_length())
+
+
+def random_order(count: int, width: int) -> list[int]:
+    """A fresh permutation of ``width`` wires: 0 .. count-1 in a uniformly random order
+    (Fisher-Yates with the OS CSPRNG), the padding wires where they are."""
+    order = list(range(count))
+    for i in range(count - 1, 0, -1):
+        j = secrets.randbelow(i + 1)
+        order[i], order[j] = order[j], order[i]
+    return [*order, *range(count, width)]
 
 
 def _check_width(n: int) -> None:
