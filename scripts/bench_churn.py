@@ -133,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(proc.stdout)
         report = json.loads(out.read_text()) if out.exists() else {}
     plan = report.get("private") if args.plan else None
+    if args.plan and plan is None:
+        report = {}
     if plan is not None:  # plan.json: the scoring report's figures are under "private"
         n = len(report.get("customers", {}))
         report = {**plan, "customers": {}, "phases_s": {"scoring": plan["scoring_s"], "planning": plan["planning_s"]}}
@@ -169,8 +171,11 @@ def run(args: argparse.Namespace) -> int:
         for k in ("customer_encrypt", "sp_prepare", "psp_walk"):
             lines.append(f"  {k:17s} {s[k]['ms_per_customer']:7.2f} ms/customer "
                          f"(at raw primitive speed {s[k]['raw_ms_per_customer']:.2f} ms: x{s[k]['overhead']:.2f})")
-        lines.append(f"  end to end ({e['action']}): {e['matches']}/{e['customers']} equal the oracle; "
-                     f"total {e['total_s']:.1f} s, scoring {e['scoring_s']:.1f} s; phases {e['phases_s']}")
+        if e["total_s"] is None:
+            lines.append(f"  end to end ({e['action']}): FAILED, exit code {e['exit_code']}")
+        else:
+            lines.append(f"  end to end ({e['action']}): {e['matches']}/{e['customers']} equal the oracle; "
+                         f"total {e['total_s']:.1f} s, scoring {e['scoring_s']:.1f} s; phases {e['phases_s']}")
         return "\n".join(lines)
 
     publish(res, machine_info(["coincurve", "grpcio", "cryptography"]), args._command, args.json, summary, log)

@@ -272,16 +272,21 @@ def test_tournament_pairs_are_checked() -> None:
 
 
 # -- live servers and processes ---------------------------------------------------------------
-async def test_planning_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_path: Path) -> None:
-    """The SP's service with a cost file: plan layout, plan shares, the admin's job; bad uploads
-    and a share sealed for someone else are refused with a clear error, nothing stored changes."""
+async def test_planning_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    """The SP's service with a cost file: plan layout, plan shares, the admin's job (in chunks of
+    two, results one chunk a page); bad uploads and a share sealed for someone else are refused
+    with a clear error, nothing stored changes."""
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    import crm.churn.service as service
 
     from crm.churn.model import encode_row
     from crm.churn.private import admin_key_bytes
     from crm.churn.service import ChurnClient
     from mpc.errors import AuthorizationError, NotFound
 
+    monkeypatch.setattr(service, "PLAN_CHUNK", 2)
+    monkeypatch.setattr(service, "PAGE_BYTES", 1)
     model, costs, customers = _hand(tmp_path, HAND_COSTS[0])
     (tmp_path / "model.json").write_text(json.dumps(HAND))
     idle_parties.changes["sp"] = {
@@ -317,8 +322,11 @@ async def test_planning_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_
         with pytest.raises(NotFound):
             await admin_client.start_planning(admin_key_bytes(adm), "", ["nobody"])
 
+        st_job: list[str] = []
+
         async def plan(chosen: list[str]) -> Any:
             job = await admin_client.start_planning(admin_key_bytes(adm), "1/2", chosen)
+            st_job[:] = [job.job]
             for _ in range(600):
                 st = await admin_client.planning_status(job.job)
                 if st.finished:
@@ -330,7 +338,9 @@ async def test_planning_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_
         assert not st.error, st.error
         forms = compile_plan(model, costs)
         p_loyal = {c: model.p_loyal_exact(model.leaf_of(rows[c])) for c in ids}  # the admin's scores
-        got = [p for ch in st.chunks for p in pp.open_chunk(forms, layout, adm, ch, p_loyal)]
+        chunks = await admin_client.planning_results(st_job[0])
+        assert len(st.chunks) == 1 and st.chunks_total == len(chunks) == 3 and st.chunks[0] == chunks[0]
+        got = [p for ch in chunks for p in pp.open_chunk(forms, layout, adm, ch, p_loyal)]
         assert [p.customer for p in got] == ids
         for g in got:
             assert _same(g, plan_customer(model, costs, g.customer, rows[g.customer])), g.customer

@@ -408,7 +408,7 @@ async def _admin_plan(
     if st.error:
         raise MpcError(f"the SP reports: {st.error}")
     plans = {}
-    for ch in st.chunks:
+    for ch in await client.planning_results(job.job):
         for plan in plan_private.open_chunk(forms, layout, key, ch, p_loyal):
             plans[plan.customer] = plan_private.plan_to_json(plan)
     return {"plans": plans, "plan_job_s": st.seconds}

@@ -388,6 +388,8 @@ class ChurnService:
 
 PLAN_CHUNK = 256
 """Customers per planning session (about 30 MB of messages each way)."""
+PAGE_BYTES = 3 * 1024 * 1024
+"""Planning results per PlanningStatus reply (a chunk of 256 is some 330 KB)."""
 
 
 @dataclass
@@ -516,7 +518,9 @@ class Planning:
             job.finished = True
             job.seconds = time.perf_counter() - job.t0
 
-    def status(self, job_id: str) -> churn_pb2.PlanStatus:
+    def status(self, job_id: str, from_chunk: int = 0) -> churn_pb2.PlanStatus:
+        """Progress, and once finished a page of results from ``from_chunk`` (at most
+        :data:`PAGE_BYTES`, at least one chunk)."""
         job = self.jobs.get(job_id)
         if job is None:
             raise NotFound(f"no planning job {job_id[:40]!r}")
@@ -525,7 +529,13 @@ class Planning:
             seconds=job.seconds or time.perf_counter() - job.t0, segment_threshold=job.threshold,
         )
         if job.finished and not job.error:
-            out.chunks.extend(job.chunks[i] for i in sorted(job.chunks))
+            out.chunks_total = len(job.chunks)
+            size, k = 0, from_chunk
+            while k < len(job.chunks) and (k == from_chunk or size + job.chunks[k].ByteSize() <= PAGE_BYTES):
+                size += job.chunks[k].ByteSize()
+                out.chunks.append(job.chunks[k])
+                k += 1
+            out.next_chunk = k
         return out
 
 
@@ -611,9 +621,9 @@ class ChurnGateway:
         job = self._planning().start(bytes(req.admin_key), list(req.customer_ids), req.segment_threshold or "1/2")
         return churn_pb2.ScoreJob(job=job.job, customers=len(job.ids))
 
-    async def PlanningStatus(self, req: churn_pb2.ScoreJobRequest, ident: Any, ctx: Any) -> churn_pb2.PlanStatus:
+    async def PlanningStatus(self, req: churn_pb2.PlanJobRequest, ident: Any, ctx: Any) -> churn_pb2.PlanStatus:
         self.s.check_admin(ident.name)
-        return self._planning().status(req.job)
+        return self._planning().status(req.job, req.from_chunk)
 
 
 # -- the client side --------------------------------------------------------------------------
@@ -717,5 +727,18 @@ class ChurnClient(UserClient):
             timeout=self.config.deadline_s,
         )
 
-    async def planning_status(self, job: str) -> churn_pb2.PlanStatus:
-        return await self.churn.call("PlanningStatus", churn_pb2.ScoreJobRequest(job=job), timeout=self.config.deadline_s)
+    async def planning_status(self, job: str, from_chunk: int = 0) -> churn_pb2.PlanStatus:
+        return await self.churn.call(
+            "PlanningStatus", churn_pb2.PlanJobRequest(job=job, from_chunk=from_chunk), timeout=self.config.deadline_s
+        )
+
+    async def planning_results(self, job: str) -> list[churn_pb2.PlannedChunk]:
+        """Every chunk of a finished job, page by page."""
+        out: list[churn_pb2.PlannedChunk] = []
+        while True:
+            st = await self.planning_status(job, len(out))
+            if not st.finished or st.error:
+                raise ParameterError(st.error or "the planning job has not finished")
+            out.extend(st.chunks)
+            if len(out) >= st.chunks_total or not st.chunks:
+                return out
