@@ -279,7 +279,6 @@ async def test_planning_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     import crm.churn.service as service
-
     from crm.churn.model import encode_row
     from crm.churn.private import admin_key_bytes
     from crm.churn.service import ChurnClient
@@ -377,3 +376,40 @@ def test_churn_plan_command_across_processes(tmp_path: Path) -> None:
     assert doc["private"]["ok"] and doc["private"]["mismatches"] == 0 and doc["params"]["private"]
     assert len(doc["customers"]) == 80 and doc["totals"]["action_sets"] <= 3
     assert doc["totals"]["planned"] > 5
+
+
+def test_session_inputs_and_layouts_are_checked(tmp_path: Path) -> None:
+    """What the PSP is sent: a layout that is not one, a version that does not match, boxes of
+    the wrong size or for another customer: each refused with a clear error."""
+    from mpc.elgamal.curve import CurvePrivateKey
+
+    model, costs, customers = _hand(tmp_path, HAND_COSTS[0])
+    forms = compile_plan(model, costs)
+    layout = pp.layout_of(forms)
+    version = pp.layout_version(layout)
+    assert pp.layout_from_dict(json.loads(json.dumps(pp.layout_to_dict(layout)))) == layout
+    key = CurvePrivateKey.generate()
+    pub = key.public_key.to_bytes()
+    rows = customers.rows[:2]
+    ids = customers.ids[:2]
+    recs = [pp.customer_record(layout, version, pub, c, pp.customer_bits(forms, layout, r)) for c, r in zip(ids, rows, strict=True)]
+    shares, boxes = pp.sp_shares(layout, recs)
+    admin = b"\1" * 32
+    good = pp.start_inputs(layout, version, ids, boxes, admin, "c0").SerializeToString()
+    opened = pp.psp_inputs(good, key)
+    assert ((opened["shares"] ^ shares) == np.stack([pp.customer_bits(forms, layout, r) for r in rows])).all()
+    for bad, needle in [
+        (pp.start_inputs(layout, version ^ 1, ids, boxes, admin, "c0"), "does not match its version"),
+        (pp.start_inputs(layout, version, ids, [boxes[0], boxes[1][:-1]], admin, "c0"), "bytes of boxes"),
+        (pp.start_inputs(layout, version, ids[::-1], boxes, admin, "c0"), f"customer {ids[1]}"),
+        (pp.start_inputs(layout, version, ids, boxes, b"short", "c0"), "admin key"),
+    ]:
+        with pytest.raises((EncodingError, ParameterError), match=needle):
+            pp.psp_inputs(bad.SerializeToString(), key)
+    other = CurvePrivateKey.generate()
+    with pytest.raises(EncodingError, match="does not open"):
+        pp.psp_inputs(good, other)
+    for doc in [{"format": "x"}, {**pp.layout_to_dict(layout), "contenders": 1},
+                {**pp.layout_to_dict(layout), "variables": [["gt", 999]]}, []]:
+        with pytest.raises(EncodingError):
+            pp.layout_from_dict(doc)

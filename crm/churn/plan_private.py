@@ -28,10 +28,16 @@ customers the servers then run, all customers at once:
    (the modular difference's sign: [u_low < v_low] XOR the top bits), the
    bit revealed to the PSP. Keys are distinct and the positions uniformly
    permuted, so the outcomes are uniformly random whatever the keys.
-6. Outputs, for the admin only: the PSP's winner position k*, sigma(k*) and
-   its share of the winner's key modulo 2^PB; the SP's pi and its shares
-   modulo 2^PB. The admin finds the contender pi(sigma(k*)) and its payload,
-   the low PB bits of the key (:func:`admin_open`).
+6. ``result`` (with an admin key, as in the service): the PSP's winner
+   position k*, sigma(k*) and its share of the winner's key modulo 2^PB,
+   sealed to the admin; the SP keeps pi and its shares modulo 2^PB for the
+   admin. The admin finds the contender pi(sigma(k*)) and its payload, the
+   low PB bits of the key (:func:`admin_open`, :func:`open_chunk`).
+
+Customers upload a seed (the SP's share) and their bits XOR that share,
+sealed to the PSP's curve key (:func:`customer_record`); the SP passes the
+sealed shares in the session's start (:func:`start_inputs`), the PSP opens
+them (:func:`psp_inputs`).
 
 Leakage (docs/protocols/churn-plan.md): the SP learns sizes; the PSP learns
 sizes (customers, contenders, the upload layout: which categorical values
@@ -73,9 +79,28 @@ from mpc.v1 import churn_pb2, compare_pb2
 __all__ = [
     "PlanLayout",
     "PlanOutput",
+    "PsPlanOutput",
+    "SpPlan",
     "admin_open",
+    "check_record",
+    "customer_bits",
+    "customer_record",
+    "layout_bits",
+    "layout_from_dict",
     "layout_of",
+    "layout_to_dict",
+    "layout_version",
+    "open_chunk",
+    "plan_from_json",
+    "plan_to_json",
+    "psp_inputs",
+    "psp_open_boxes",
+    "record_bytes",
+    "result_aad",
+    "same_plan",
+    "sp_shares",
     "split_customers",
+    "start_inputs",
 ]
 
 RunCrypto = Callable[..., Awaitable[Any]]
