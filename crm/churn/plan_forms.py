@@ -59,6 +59,7 @@ from crm.churn.plan import (
     leaf_conditions,
     to_fraction,
 )
+from mpc.errors import ProtocolError
 
 __all__ = [
     "Contender",
@@ -167,14 +168,6 @@ class PlanForms:
         """Numeric features whose bits are variables or whose thresholds are (R1's inputs)."""
         return [f for f in self.model.numeric_features if any(v[1] == f for v in self.variables)]
 
-    def thresholds(self) -> dict[str, list[int]]:
-        """Per numeric feature, the thresholds t of its ``("gt", f, t)`` variables."""
-        out: dict[str, list[int]] = {}
-        for kind, name, arg in self.variables:
-            if kind == "gt":
-                out.setdefault(name, []).append(arg)  # type: ignore[arg-type]
-        return out
-
     def winner(self, env: Mapping[Var, int]) -> int:
         """The contender of the largest key (the plaintext argmax)."""
         keys = [self.key_form(c).value(env) for c in self.contenders]
@@ -197,11 +190,15 @@ class PlanForms:
             code = fields.get(column, 0)
             if not code:
                 continue
+            if code > len(self.values[column]):
+                raise ProtocolError(f"customer {customer}: payload code {code} for {column} names no value")
             u = self.values[column][code - 1]
-            cost, v = min(
-                (m, v) for v in target.allowed[column]
-                if (m := self.costs.move_cost(column, u, v)) is not None
-            )
+            options = [
+                (m, v) for v in target.allowed[column] if (m := self.costs.move_cost(column, u, v)) is not None
+            ]
+            if not options:
+                raise ProtocolError(f"customer {customer}: the plan moves {column} from {u!r}, which no move allows")
+            cost, v = min(options)
             actions.append(Action(column, u, v, cost))
         variant = dict(c.variant)
         for feature, (lo, hi) in target.numeric.items():
