@@ -157,16 +157,82 @@ def _worker_warm(customers: int, cap: int) -> tuple[int, int]:
 
 
 @dataclass
-class ScoreJob:
+class Job:
+    """An admin's scoring or planning job: its customers, progress, and results by chunk."""
+
     job: str
     ids: list[str]
     admin_key: bytes
+    threshold: str = ""  # planning: the segment threshold
     done: int = 0
     error: str = ""
     finished: bool = False
-    chunks: dict[int, churn_pb2.ScoredChunk] = field(default_factory=dict)
+    chunks: dict[int, Any] = field(default_factory=dict)
     t0: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0
+
+
+
+
+
+async def _run_job(job: Job, work: Any, what: str) -> None:
+    """Await a job's work; its first failure becomes the job's error, which the admin reads."""
+    try:
+        await work
+    except Exception as exc:
+        while isinstance(exc, ExceptionGroup):  # from a TaskGroup: the first failure says why
+            exc = exc.exceptions[0]
+        job.error = f"{type(exc).__name__}: {exc}"
+        log.warning("sp: churn %s %s failed: %s", what, job.job[:8], job.error)
+    finally:
+        job.finished = True
+        job.seconds = time.perf_counter() - job.t0
+
+
+def _check_admin_key(admin_key: bytes) -> None:
+    if len(admin_key) != 32:
+        raise EncodingError(f"admin key of {len(admin_key)} bytes; an X25519 key has 32")
+
+
+def _split_upload(header: churn_pb2.CustomerChunk, blob: bytes, size: int, check: Any) -> list[tuple[str, bytes]]:
+    """An upload's (id, record) pairs: ids distinct and 1..64 characters, every record checked
+    (``check(record, who)``) before anything is stored."""
+    ids = list(header.customer_ids)
+    if len(set(ids)) != len(ids):
+        raise EncodingError("a customer id appears twice in one upload")
+    for cid in ids:
+        if not 0 < len(cid) <= 64:
+            raise EncodingError(f"customer id {cid[:70]!r} must be 1..64 characters")
+    records = [blob[k * size : (k + 1) * size] for k in range(len(ids))]
+    for cid, rec in zip(ids, records, strict=True):
+        check(rec, f"customer {cid}")
+    return list(zip(ids, records, strict=True))
+
+
+def _choose(store: CustomerStore, version: int, ids: Sequence[str], what: str) -> list[str]:
+    """The customers of a job: those asked for (each must have ``what``), or everyone stored."""
+    stored = store.ids(version)
+    if ids:
+        missing = sorted(set(ids) - set(stored))
+        if missing:
+            raise NotFound(f"{len(missing)} customer(s) have no {what}, e.g. {missing[0]!r}")
+        return list(ids)
+    if not stored:
+        raise NotFound(f"no {what} uploaded yet")
+    return stored
+
+
+def _upload_size_check(size: int, what: str) -> Any:
+    """The check of an upload's first message: the number of records and their total size."""
+
+    def check(h: churn_pb2.CustomerChunk) -> None:
+        n = len(h.customer_ids)
+        if not 0 < n <= MAX_UPLOAD_BYTES // size:
+            raise EncodingError(f"an upload holds 1..{MAX_UPLOAD_BYTES // size} customers, not {n}")
+        if h.total_size != n * size:
+            raise EncodingError(f"{n} {what} of {size} bytes make {n * size} bytes, not {h.total_size}")
+
+    return check
 
 
 class ChurnService:
@@ -174,7 +240,7 @@ class ChurnService:
 
     def __init__(self, party: Any, model_path: Path | None) -> None:
         self.party = party
-        self.jobs: dict[str, ScoreJob] = {}
+        self.jobs: dict[str, Job] = {}
         self._executor: ProcessPoolExecutor | None = None
         self._warming: asyncio.Task[None] | None = None
         self._psp_key: bytes | None = None
@@ -290,56 +356,30 @@ class ChurnService:
                 f"upload made for layout {header.layout_version}, the SP scores layout "
                 f"{self.layout.version}: fetch the layout again"
             )
-        ids = list(header.customer_ids)
-        size = self.layout.record_bytes
-        if len(set(ids)) != len(ids):
-            raise EncodingError("a customer id appears twice in one upload")
-        for cid in ids:
-            if not 0 < len(cid) <= 64:
-                raise EncodingError(f"customer id {cid[:70]!r} must be 1..64 characters")
-        records = [blob[k * size : (k + 1) * size] for k in range(len(ids))]
-        for cid, rec in zip(ids, records, strict=True):
-            private.check_record(self.layout, rec, f"customer {cid}")
-        await asyncio.get_running_loop().run_in_executor(
-            None, self.store.put_many, self.layout.version, list(zip(ids, records, strict=True))
+        items = _split_upload(
+            header, blob, self.layout.record_bytes, lambda rec, who: private.check_record(self.layout, rec, who)
         )
+        await asyncio.get_running_loop().run_in_executor(None, self.store.put_many, self.layout.version, items)
         self.warm_up()
-        return len(ids)
+        return len(items)
 
     # -- scoring -------------------------------------------------------------------
-    def start(self, admin_key: bytes, ids: Sequence[str]) -> ScoreJob:
-        if len(admin_key) != 32:
-            raise EncodingError(f"admin key of {len(admin_key)} bytes; an X25519 key has 32")
-        stored = self.store.ids(self.layout.version)
-        if ids:
-            missing = sorted(set(ids) - set(stored))
-            if missing:
-                raise NotFound(f"{len(missing)} customer(s) have no record, e.g. {missing[0]!r}")
-            chosen = list(ids)
-        else:
-            chosen = stored
-        if not chosen:
-            raise NotFound("no customer has uploaded anything yet")
-        job = ScoreJob(job=uuid.uuid4().hex, ids=chosen, admin_key=admin_key)
+    def start(self, admin_key: bytes, ids: Sequence[str]) -> Job:
+        _check_admin_key(admin_key)
+        chosen = _choose(self.store, self.layout.version, ids, "record")
+        job = Job(job=uuid.uuid4().hex, ids=chosen, admin_key=admin_key)
         self.jobs[job.job] = job
         self.party._spawn(self._run(job), f"churn scoring {job.job[:8]}")
         return job
 
-    async def _run(self, job: ScoreJob) -> None:
+    async def _run(self, job: Job) -> None:
         try:
-            await self._score(job)
-        except Exception as exc:
-            while isinstance(exc, ExceptionGroup):  # from the TaskGroup: the first failure says why
-                exc = exc.exceptions[0]
-            job.error = f"{type(exc).__name__}: {exc}"
-            log.warning("sp: churn scoring %s failed: %s", job.job[:8], job.error)
+            await _run_job(job, self._score(job), "scoring")
         finally:
-            job.finished = True
-            job.seconds = time.perf_counter() - job.t0
             self.stock.clear()  # drawn from during the job: ask the workers again
             self.warm_up()
 
-    async def _score(self, job: ScoreJob) -> None:
+    async def _score(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
         pool = self._pool(await self.psp_curve_key())
         chunks = [job.ids[i : i + CHUNK] for i in range(0, len(job.ids), CHUNK)]
@@ -392,20 +432,6 @@ PAGE_BYTES = 3 * 1024 * 1024
 """Planning results per PlanningStatus reply (a chunk of 256 is some 330 KB)."""
 
 
-@dataclass
-class PlanJob:
-    job: str
-    ids: list[str]
-    admin_key: bytes
-    threshold: str
-    done: int = 0
-    error: str = ""
-    finished: bool = False
-    chunks: dict[int, churn_pb2.PlannedChunk] = field(default_factory=dict)
-    t0: float = field(default_factory=time.perf_counter)
-    seconds: float = 0.0
-
-
 class Planning:
     """The SP's private action planning (protocol "churn-plan"): the compiled search for its
     tree and cost file, the customers' plan shares, the admin's jobs."""
@@ -423,7 +449,7 @@ class Planning:
         self._forms: dict[Fraction, tuple[Any, plan_private.SpPlan]] = {}
         self.pools = SpPools(party.curve_key)
         self.store = CustomerStore(party.config.data_dir / "churn.sqlite", table="plan_shares")
-        self.jobs: dict[str, PlanJob] = {}
+        self.jobs: dict[str, Job] = {}
         log.info(
             "sp: churn planning with %d contenders, %d bits a customer uploads, keys of %d bits",
             self.layout.contenders, len(self.layout.inputs), self.layout.modulus_bits,
@@ -445,78 +471,54 @@ class Planning:
                 f"plan shares made for layout {header.layout_version}, the SP plans with layout "
                 f"{self.version}: fetch the plan layout again"
             )
-        ids = list(header.customer_ids)
-        size = plan_private.record_bytes(self.layout)
-        if len(set(ids)) != len(ids):
-            raise EncodingError("a customer id appears twice in one upload")
-        for cid in ids:
-            if not 0 < len(cid) <= 64:
-                raise EncodingError(f"customer id {cid[:70]!r} must be 1..64 characters")
-        records = [blob[k * size : (k + 1) * size] for k in range(len(ids))]
-        for cid, rec in zip(ids, records, strict=True):
-            plan_private.check_record(self.layout, rec, f"customer {cid}")
-        await asyncio.get_running_loop().run_in_executor(
-            None, self.store.put_many, self.version, list(zip(ids, records, strict=True))
+        items = _split_upload(
+            header, blob, plan_private.record_bytes(self.layout),
+            lambda rec, who: plan_private.check_record(self.layout, rec, who),
         )
-        return len(ids)
+        await asyncio.get_running_loop().run_in_executor(None, self.store.put_many, self.version, items)
+        return len(items)
 
-    def start(self, admin_key: bytes, ids: Sequence[str], threshold: str) -> PlanJob:
+    def start(self, admin_key: bytes, ids: Sequence[str], threshold: str) -> Job:
         from crm.churn.plan import to_fraction
 
-        if len(admin_key) != 32:
-            raise EncodingError(f"admin key of {len(admin_key)} bytes; an X25519 key has 32")
+        _check_admin_key(admin_key)
         t = to_fraction(threshold)
         if not 0 <= t <= 1:
             raise ParameterError(f"segment threshold {threshold}: not in 0..1")
         self.forms(t)
-        stored = self.store.ids(self.version)
-        if ids:
-            missing = sorted(set(ids) - set(stored))
-            if missing:
-                raise NotFound(f"{len(missing)} customer(s) have no plan shares, e.g. {missing[0]!r}")
-            chosen = list(ids)
-        else:
-            chosen = stored
-        if not chosen:
-            raise NotFound("no customer has uploaded plan shares yet")
-        job = PlanJob(job=uuid.uuid4().hex, ids=chosen, admin_key=admin_key, threshold=str(t))
+        chosen = _choose(self.store, self.version, ids, "plan shares")
+        job = Job(job=uuid.uuid4().hex, ids=chosen, admin_key=admin_key, threshold=str(t))
         self.jobs[job.job] = job
         self.party._spawn(self._run(job, t), f"churn planning {job.job[:8]}")
         return job
 
-    async def _run(self, job: PlanJob, threshold: Fraction) -> None:
-        try:
-            forms, sp_plan = self.forms(threshold)
-            loop = asyncio.get_running_loop()
-            in_flight = asyncio.Semaphore(2)
+    async def _run(self, job: Job, threshold: Fraction) -> None:
+        await _run_job(job, self._plan(job, threshold), "planning")
 
-            async def one(index: int, ids: list[str]) -> None:
-                async with in_flight:
-                    records = await loop.run_in_executor(None, self.store.records, ids, self.version)
-                    shares, boxes = plan_private.sp_shares(self.layout, records)
-                    name = f"{job.job}/{index}"
-                    part, sealed = await self.party.start_session(
-                        "churn-plan",
-                        plan_private.start_inputs(self.layout, self.version, ids, boxes, job.admin_key, name),
-                        {"forms": forms, "layout": self.layout, "shares": shares, "sp_plan": sp_plan,
-                         "compare_pools": self.pools, "run_crypto": self.party.run_crypto, "sealed_result": True},
-                    )
-                job.chunks[index] = churn_pb2.PlannedChunk(
-                    chunk=name, customer_ids=ids, sp_part=part.to_bytes(self.layout), psp_sealed=sealed
+    async def _plan(self, job: Job, threshold: Fraction) -> None:
+        forms, sp_plan = self.forms(threshold)
+        loop = asyncio.get_running_loop()
+        in_flight = asyncio.Semaphore(2)
+
+        async def one(index: int, ids: list[str]) -> None:
+            async with in_flight:
+                records = await loop.run_in_executor(None, self.store.records, ids, self.version)
+                shares, boxes = plan_private.sp_shares(self.layout, records)
+                name = f"{job.job}/{index}"
+                part, sealed = await self.party.start_session(
+                    "churn-plan",
+                    plan_private.start_inputs(self.layout, self.version, ids, boxes, job.admin_key, name),
+                    {"forms": forms, "layout": self.layout, "shares": shares, "sp_plan": sp_plan,
+                     "compare_pools": self.pools, "run_crypto": self.party.run_crypto, "sealed_result": True},
                 )
-                job.done += len(ids)
+            job.chunks[index] = churn_pb2.PlannedChunk(
+                chunk=name, customer_ids=ids, sp_part=part.to_bytes(self.layout), psp_sealed=sealed
+            )
+            job.done += len(ids)
 
-            async with asyncio.TaskGroup() as group:
-                for i in range(0, len(job.ids), PLAN_CHUNK):
-                    group.create_task(one(i // PLAN_CHUNK, job.ids[i : i + PLAN_CHUNK]))
-        except Exception as exc:
-            while isinstance(exc, ExceptionGroup):
-                exc = exc.exceptions[0]
-            job.error = f"{type(exc).__name__}: {exc}"
-            log.warning("sp: churn planning %s failed: %s", job.job[:8], job.error)
-        finally:
-            job.finished = True
-            job.seconds = time.perf_counter() - job.t0
+        async with asyncio.TaskGroup() as group:  # the first failure cancels the other chunks
+            for i in range(0, len(job.ids), PLAN_CHUNK):
+                group.create_task(one(i // PLAN_CHUNK, job.ids[i : i + PLAN_CHUNK]))
 
     def status(self, job_id: str, from_chunk: int = 0) -> churn_pb2.PlanStatus:
         """Progress, and once finished a page of results from ``from_chunk`` (at most
@@ -553,19 +555,7 @@ class ChurnGateway:
     async def UploadCustomers(
         self, chunks: AsyncIterator[churn_pb2.CustomerChunk], ident: Any, ctx: Any
     ) -> churn_pb2.CustomerUploadReply:
-        size = self.s.layout.record_bytes
-
-        def check(h: churn_pb2.CustomerChunk) -> None:
-            n = len(h.customer_ids)
-            if not 0 < n <= MAX_UPLOAD_BYTES // size:
-                raise EncodingError(
-                    f"an upload holds 1..{MAX_UPLOAD_BYTES // size} customers, not {n}"
-                )
-            if h.total_size != n * size:
-                raise EncodingError(
-                    f"{n} records of {size} bytes make {n * size} bytes, not {h.total_size}"
-                )
-
+        check = _upload_size_check(self.s.layout.record_bytes, "records")
         header, blob = await rpc.reassemble(
             chunks,
             check,
@@ -601,15 +591,7 @@ class ChurnGateway:
         self, chunks: AsyncIterator[churn_pb2.CustomerChunk], ident: Any, ctx: Any
     ) -> churn_pb2.CustomerUploadReply:
         pl = self._planning()
-        size = plan_private.record_bytes(pl.layout)
-
-        def check(h: churn_pb2.CustomerChunk) -> None:
-            n = len(h.customer_ids)
-            if not 0 < n <= MAX_UPLOAD_BYTES // size:
-                raise EncodingError(f"an upload holds 1..{MAX_UPLOAD_BYTES // size} customers, not {n}")
-            if h.total_size != n * size:
-                raise EncodingError(f"{n} plan records of {size} bytes make {n * size} bytes, not {h.total_size}")
-
+        check = _upload_size_check(plan_private.record_bytes(pl.layout), "plan records")
         header, blob = await rpc.reassemble(
             chunks, check, lambda c: bool(c.customer_ids or c.total_size or c.layout_version), "plan share upload"
         )
@@ -661,10 +643,7 @@ class ChurnClient(UserClient):
             raise TransportError("the PSP does not publish a curve key")
         return bytes(info.curve_key)
 
-    async def upload_customers(
-        self, layout_version: int, ids: Sequence[str], records: Sequence[bytes]
-    ) -> int:
-        """Upload already encrypted records, one call per batch of :data:`UPLOAD_BATCH`."""
+    async def _upload(self, method: str, layout_version: int, ids: Sequence[str], records: Sequence[bytes]) -> int:
         stored = 0
         for i in range(0, len(ids), UPLOAD_BATCH):
             blob = b"".join(records[i : i + UPLOAD_BATCH])
@@ -678,11 +657,15 @@ class ChurnClient(UserClient):
                 ),
                 *(churn_pb2.CustomerChunk(data=bytes(p)) for p in pieces[1:]),
             ]
-            reply = await self.churn.stream(
-                "UploadCustomers", requests, timeout=self.config.deadline_s
-            )
+            reply = await self.churn.stream(method, requests, timeout=self.config.deadline_s)
             stored += reply.stored
         return stored
+
+    async def upload_customers(
+        self, layout_version: int, ids: Sequence[str], records: Sequence[bytes]
+    ) -> int:
+        """Upload already encrypted records, one call per batch of :data:`UPLOAD_BATCH`."""
+        return await self._upload("UploadCustomers", layout_version, ids, records)
 
     async def start_scoring(self, admin_key: bytes, ids: Sequence[str] = ()) -> churn_pb2.ScoreJob:
         return await self.churn.call(
@@ -705,20 +688,7 @@ class ChurnClient(UserClient):
 
     async def upload_plan_shares(self, layout_version: int, ids: Sequence[str], records: Sequence[bytes]) -> int:
         """Upload customers' plan records (:func:`crm.churn.plan_private.customer_record`)."""
-        stored = 0
-        for i in range(0, len(ids), UPLOAD_BATCH):
-            blob = b"".join(records[i : i + UPLOAD_BATCH])
-            pieces = rpc.chunks(blob)
-            requests = [
-                churn_pb2.CustomerChunk(
-                    layout_version=layout_version, customer_ids=list(ids[i : i + UPLOAD_BATCH]),
-                    total_size=len(blob), data=bytes(pieces[0]),
-                ),
-                *(churn_pb2.CustomerChunk(data=bytes(p)) for p in pieces[1:]),
-            ]
-            reply = await self.churn.stream("UploadPlanShares", requests, timeout=self.config.deadline_s)
-            stored += reply.stored
-        return stored
+        return await self._upload("UploadPlanShares", layout_version, ids, records)
 
     async def start_planning(self, admin_key: bytes, segment_threshold: str = "", ids: Sequence[str] = ()) -> churn_pb2.ScoreJob:
         return await self.churn.call(
