@@ -413,3 +413,22 @@ def test_session_inputs_and_layouts_are_checked(tmp_path: Path) -> None:
                 {**pp.layout_to_dict(layout), "variables": [["gt", 999]]}, []]:
         with pytest.raises(EncodingError):
             pp.layout_from_dict(doc)
+
+
+def test_the_sps_cost_file_is_checked_without_the_data(tmp_path: Path) -> None:
+    """The SP never sees the customers: its cost file is checked against the data format's
+    columns (any value of a categorical column is accepted)."""
+    from crm.churn.errors import CostError
+
+    path = tmp_path / "costs.toml"
+    path.write_text('profit = "12 * MonthlyCharges"\n[soft.Contract]\n"Weekly -> One year" = 5\n')
+    costs = load_costs(path, None)
+    assert costs.move_cost("Contract", "Weekly", "One year") == 5
+    for text, needle in [
+        ('profit = "12 * MonthlyCharges"\n[soft.Shoe]\n"a -> b" = 1\n', "'Shoe' is not a column of the data format"),
+        ('profit = "12 * MonthlyCharges"\n[soft.Contract]\n"a -> b" = -1\n', "negative"),
+        ('hard = ["Colour"]\nprofit = "1"\n', "'Colour' is not a column"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(CostError, match=needle):
+            load_costs(path, None)
