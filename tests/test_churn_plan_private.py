@@ -432,3 +432,38 @@ def test_the_sps_cost_file_is_checked_without_the_data(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(CostError, match=needle):
             load_costs(path, None)
+
+
+def test_what_the_psp_sees_of_one_customer_planned_many_times(tmp_path: Path, monkeypatch: Any) -> None:
+    """The same customer 128 times in one batch: the node bits the PSP reads are masked (each
+    near half ones) and the winner's position, which the tournament shows the PSP, is spread
+    evenly over the positions; the admin still gets the one plan every time."""
+    from mpc.protocols import compare
+
+    model, costs, customers = _hand(tmp_path, HAND_COSTS[0])
+    forms = compile_plan(model, costs)
+    layout = pp.layout_of(forms)
+    one = customers.rows[0]
+    many = Customers([f"a{k}" for k in range(128)], [one] * 128, customers.columns, None, source="x")
+    seen: list[list[int]] = []
+    result = compare.psp_held_result
+
+    def spy(labels: Any, payload: bytes) -> list[int]:
+        seen.append(out := result(labels, payload))
+        return out
+
+    monkeypatch.setattr(compare, "psp_held_result", spy)
+    a, b = pp.split_customers(forms, layout, many.rows)
+    out = asyncio.run(run_local(
+        "churn-plan",
+        {"sp": {"forms": forms, "layout": layout, "shares": a}, "psp": {"layout": layout, "shares": b}},
+        timeout=300,
+    ))
+    p_loyal = [model.p_loyal_exact(model.leaf_of(one))] * 128
+    want = plan_customer(model, costs, "a0", one)
+    assert all(_same(g, want) for g in pp.admin_open(forms, out["sp"], out["psp"], many.ids, p_loyal))
+    bits = np.array(seen[0]).reshape(128, len(layout.gt))  # the node bits, XOR the SP's masks
+    assert (abs(bits.mean(axis=0) - 0.5) < 0.2).all(), bits.mean(axis=0)  # 128 coins: 0.2 is 4.5 sigma
+    counts = np.bincount([k for k, _ in out["psp"].winners], minlength=layout.contenders)
+    assert len(counts) == layout.contenders and counts.min() > 0 and counts.max() < 3 * 128 / layout.contenders, counts
+    assert (b != a ^ b).any()  # the PSP's shares are not the bits
