@@ -404,6 +404,14 @@ def compile_plan(
             tb = n_targets - 1 - i
         out.append(Contender(kind, leaf, variant, tb, gain, penalty, payload))
 
+    # Every numeric feature gets as many threshold comparisons as the busiest one, the extra
+    # ones above the encoding's range (always 0, in no form): the PSP, which inputs its shares
+    # per comparison, learns that largest count, not which feature the tree splits on how often.
+    counts = {f: sum(1 for v in used if v[1] == f) for f in model.numeric_features}
+    most = max(counts.values(), default=0)
+    for f, count in counts.items():
+        for k in range(most - count):
+            used.add(("gt", f, encs[f].max_value + 1 + k))
     variables: list[Var] = [("oh", c, v) for c in columns for v in values[c]]
     for feature in model.numeric_features:
         variables += sorted(v for v in used if v[1] == feature)

@@ -41,8 +41,8 @@ them (:func:`psp_inputs`).
 
 Leakage (docs/protocols/churn-plan.md): the SP learns sizes; the PSP learns
 sizes (customers, contenders, the upload layout: which categorical values
-and numeric features are inputs, and how many thresholds each numeric
-feature has) and tournament outcomes that are uniform; the admin learns each
+and numeric features are inputs, and the largest number of thresholds on
+one numeric feature) and tournament outcomes that are uniform; the admin learns each
 customer's winning contender (the target leaf and moves, or "no plan") and
 its payload (the profit and the "from" of each action), which the plan
 reports anyway.
