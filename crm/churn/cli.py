@@ -220,7 +220,7 @@ def _private_plans(
 
     if args.customers is not None and args.customers < 1:
         raise ParameterError("--customers must be at least 1")
-    compile_plan(model, load_costs(args.costs, None), segment_threshold=threshold)  # refused early
+    compile_plan(model, costs, segment_threshold=threshold)  # what the SP will refuse, refused here first
     n = len(customers.ids) if args.customers is None else min(args.customers, len(customers.ids))
     some = Customers(customers.ids[:n], customers.rows[:n], customers.columns, customers.label, source=customers.source)
     oracle = plan_all(model, costs, some, segment_threshold=threshold)

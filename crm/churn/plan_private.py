@@ -483,11 +483,11 @@ class PspPlanRole:
         g = layout.gt_bits
         gt_bits = np.zeros((customers, len(layout.gt)), dtype=np.uint8)
         if layout.gt:
-            values = []
-            for row in range(customers):
-                for f in layout.gt:
-                    idx = layout.offsets(f)
-                    values.append(int(sum(int(b[row, j]) << k for k, j in enumerate(idx))))
+            mine_x = np.zeros((customers, len(layout.gt)), dtype=np.int64)
+            for k, f in enumerate(layout.gt):  # its share of x_f, as a number, per comparison
+                idx = layout.offsets(f)
+                mine_x[:, k] = (b[:, idx].astype(np.int64) << np.arange(len(idx))).sum(axis=1)
+            values = mine_x.reshape(-1).tolist()
             labels, choices = await rc(compare.psp_held_choices, pools, sp_key, values, g)
             await ctx.send("sp", "gt-choices", choices)
             out = await rc(compare.psp_held_result, labels, await ctx.receive("sp", "gt-garbled"))

@@ -446,7 +446,9 @@ class Planning:
         forms = compile_plan(model, self.costs)
         self.layout = plan_private.layout_of(forms)
         self.version = plan_private.layout_version(self.layout)
-        self._forms: dict[Fraction, tuple[Any, plan_private.SpPlan]] = {}
+        self._forms: dict[Fraction, tuple[Any, plan_private.SpPlan]] = {
+            forms.segment_threshold: (forms, plan_private.SpPlan.of(forms, self.layout))
+        }
         self.pools = SpPools(party.curve_key)
         self.store = CustomerStore(party.config.data_dir / "churn.sqlite", table="plan_shares")
         self.jobs: dict[str, Job] = {}
