@@ -349,6 +349,12 @@ async def test_planning_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_
         st = await plan([*ids, "z"])
         assert st.error and "customer z" in st.error and not st.chunks, st.error
         assert store.count() == before + 1
+
+        # The PSP goes away: the job fails with a message naming it, the shares stay.
+        await idle_parties.stop("psp")
+        st = await plan(ids)
+        assert st.error and "psp" in st.error.lower() and not st.chunks, st.error
+        assert store.count() == before + 1 and set(ids) <= set(store.ids(version))
     finally:
         await admin_client.close()
         await front.close()

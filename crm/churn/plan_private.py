@@ -72,7 +72,7 @@ from mpc.comparison import ole, ot, shuffle
 from mpc.comparison.pools import PspPools, SpPools
 from mpc.errors import EncodingError, ParameterError, ProtocolError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
-from mpc.protocols import compare
+from mpc.protocols import compare, shuffling
 from mpc.protocols.wire import parse_message
 from mpc.v1 import churn_pb2, compare_pb2
 
@@ -368,31 +368,6 @@ def _bracket(alive: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
     return pairs, alive[-1:] if len(alive) % 2 else []
 
 
-async def _permute(
-    ctx: SessionContext, step: str, seeds: ot.OtChoiceSeeds, perms: list[list[int]], limbs: int, rc: RunCrypto
-) -> np.ndarray:
-    """The permuter of a batch of modular shuffles: its shares (customers, width, limbs)."""
-    peer = "psp" if ctx.role == "sp" else "sp"
-    swaps = np.array([await rc(shuffle.route, p) for p in perms], dtype=np.uint8)
-    nonce = secrets.token_bytes(ot.NONCE_BYTES)
-    columns, labels = await rc(ot.extend_choices, seeds, swaps.reshape(-1), nonce)
-    msg = compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns)
-    await ctx.send(peer, step, msg.SerializeToString())
-    pads = await ctx.receive(peer, step + ".pads")
-    return await rc(shuffle.permuter_finish_mod, swaps, labels, nonce, pads, limbs)  # type: ignore[no-any-return]
-
-
-async def _hold(ctx: SessionContext, step: str, key: ot.OtDeltaKey, values: np.ndarray, rc: RunCrypto) -> np.ndarray:
-    """The holder of a batch of modular shuffles: its fresh coins (customers, width, limbs)."""
-    peer = "psp" if ctx.role == "sp" else "sp"
-    msg = parse_message(compare_pb2.CompareChoices, await ctx.receive(peer, step), f"{step} choices")
-    coins, pads = await rc(
-        shuffle.holder_pads_mod, key, bytes(msg.point), bytes(msg.columns), bytes(msg.nonce), values
-    )
-    await ctx.send(peer, step + ".pads", pads)
-    return coins  # type: ignore[no-any-return]
-
-
 # -- roles -----------------------------------------------------------------------------------------
 class SpPlanRole:
     async def run(self, ctx: SessionContext) -> object:
@@ -437,11 +412,11 @@ class SpPlanRole:
         # 4. shuffle (the SP permutes), reshuffle (the SP holds).
         n, width = layout.limbs, layout.width
         perms = [shuffle.random_order(layout.contenders, width) for _ in range(customers)]
-        c = await _permute(ctx, "shuffle", seeds, perms, n, rc)
+        c = await shuffling.permute_mod(ctx, "shuffle", seeds, perms, n, rc)
         padded = np.zeros((customers, width, n), dtype=np.uint64)
         padded[:, : layout.contenders] = keys
         held = ole.normalize(c + padded[np.arange(customers)[:, None], np.array(perms)])
-        coins = await _hold(ctx, "reshuffle", pools.ot, held, rc)
+        coins = await shuffling.hold_mod(ctx, "reshuffle", pools.ot, held, rc)
 
         # 5. the tournament: the SP's side of each comparison is v = M_b - M_a.
         w = layout.modulus_bits
@@ -505,9 +480,9 @@ class PspPlanRole:
         # 4. shuffle (the PSP holds), reshuffle (the PSP permutes).
         padded = np.zeros((customers, width, n), dtype=np.uint64)
         padded[:, : layout.contenders] = keys
-        coins = await _hold(ctx, "shuffle", pools.shuffle_key, padded, rc)
+        coins = await shuffling.hold_mod(ctx, "shuffle", pools.shuffle_key, padded, rc)
         sigmas = [shuffle.random_order(layout.contenders, width) for _ in range(customers)]
-        d = await _permute(ctx, "reshuffle", seeds, sigmas, n, rc)
+        d = await shuffling.permute_mod(ctx, "reshuffle", seeds, sigmas, n, rc)
         held = ole.normalize(d + coins[np.arange(customers)[:, None], np.array(sigmas)])
 
         # 5. the tournament, the same bracket for every customer.
@@ -715,10 +690,8 @@ class ChurnPlan(ProtocolSpec):
         *compare.held_steps("gt-"),
         Step("ole-choices", "psp", "sp"),
         Step("ole", "sp", "psp"),
-        Step("shuffle", "sp", "psp"),
-        Step("shuffle.pads", "psp", "sp"),
-        Step("reshuffle", "psp", "sp"),
-        Step("reshuffle.pads", "sp", "psp"),
+        *shuffling.shuffle_steps("shuffle"),
+        *shuffling.shuffle_steps("reshuffle", permuter="psp"),
         *_tournament_steps(),
         Step("result", "psp", "sp"),
     )

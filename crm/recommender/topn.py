@@ -65,15 +65,13 @@ from crm.recommender.protocol import (
     sp_similarities,
 )
 from mpc.comparison import shuffle
-from mpc.comparison.ot import NONCE_BYTES, PUBLIC_BYTES, OtChoiceSeeds, OtDeltaKey
+from mpc.comparison.ot import PUBLIC_BYTES
 from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey
 from mpc.errors import EncodingError, ParameterError, ProtocolError
 from mpc.packing import SlotLayout, pack_bits, pack_masks, random_masks
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
-from mpc.protocols import compare
-from mpc.protocols.wire import parse_message
-from mpc.v1 import compare_pb2
+from mpc.protocols import compare, shuffling
 
 RunCrypto = Callable[..., Awaitable[Any]]
 MAX_ROUNDS = 48
@@ -161,41 +159,6 @@ def held_values(values: Sequence[int], pairs: Sequence[tuple[int, int]], bits: i
         if not (0 <= a < n and 0 <= b < n) or a == b:
             raise EncodingError(f"pair ({a}, {b}) is not two distinct positions below {n}")
     return [values[a] - values[b] + off for a, b in pairs]
-
-
-def shuffle_steps(step: str, permuter: str = "sp") -> tuple[Step, Step]:
-    """The two messages of one oblivious shuffle: the permuter's OT choices, the holder's pads."""
-    holder = "psp" if permuter == "sp" else "sp"
-    return Step(step, permuter, holder), Step(step + ".pads", holder, permuter)
-
-
-async def permuter_shuffle(
-    ctx: SessionContext, step: str, seeds: OtChoiceSeeds, perm: Sequence[int], rc: RunCrypto
-) -> list[int]:
-    """The permuter: its shares c_k of x_(perm(k)) (:mod:`mpc.comparison.shuffle`); the other
-    role holds the x."""
-    peer = "psp" if ctx.role == "sp" else "sp"
-    swaps = await rc(shuffle.route, perm)
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    columns, labels = await rc(shuffle.permuter_choices, seeds, swaps, nonce)
-    msg = compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns)
-    await ctx.send(peer, step, msg.SerializeToString())
-    pads = await ctx.receive(peer, step + ".pads")
-    return await rc(shuffle.permuter_finish, swaps, labels, nonce, pads)  # type: ignore[no-any-return]
-
-
-async def holder_shuffle(
-    ctx: SessionContext, step: str, key: OtDeltaKey, values: Sequence[int], bits: int, rc: RunCrypto
-) -> list[int]:
-    """The holder of ``values``: its shares a_k, uniform in [1, 2^bits], of the other role's
-    permutation of them."""
-    peer = "psp" if ctx.role == "sp" else "sp"
-    msg = parse_message(compare_pb2.CompareChoices, await ctx.receive(peer, step), "shuffle choices")
-    shares, pads = await rc(
-        shuffle.holder_pads, key, bytes(msg.point), bytes(msg.columns), bytes(msg.nonce), values, bits
-    )
-    await ctx.send(peer, step + ".pads", pads)
-    return shares  # type: ignore[no-any-return]
 
 
 def reshuffle_bits(layout: RecLayout) -> int:
@@ -454,14 +417,14 @@ class SpTopN:
         await ctx.send("psp", "ot-key", pools.ot.public())
         seeds = await rc(pools.shuffle_seeds.get, await ctx.receive("psp", "shuffle-key"))
         perm = shuffle_order(layout.n_users, a)
-        c = await permuter_shuffle(ctx, "shuffle", seeds, perm, rc)
+        c = await shuffling.permute(ctx, "shuffle", seeds, perm, rc)
         # X_j = y_perm(j) - m_perm(j) = Y_j + c_j - m_perm(j) = Y_j - M_j.
         off = reshuffle_offset(layout)
         held = [masks[perm[j]] - c[j] + off for j in range(n)]
         # The PSP's reshuffle: the SP keeps fresh coins M'_k; the positions the PSP will ask
         # about are in an order the SP does not know.
         width = shuffle.size_for(layout.n_users)
-        held = (await holder_shuffle(
+        held = (await shuffling.hold(
             ctx, "reshuffle", pools.ot, [*held, *[0] * (width - n)], reshuffle_bits(layout), rc
         ))[:n]
         bits = held_bits(layout)
@@ -476,7 +439,7 @@ class SpTopN:
             await compare.sp_compare_held(ctx, ot_key=pools.ot, values=values, bits=bits, prefix=f"r{rnd}-", run_crypto=rc)
 
         # The selection bits back in user order, shared: b_B = z_B + c_B, z_B at the PSP.
-        c = await permuter_shuffle(ctx, "unshuffle", seeds, inverse(perm), rc)
+        c = await shuffling.permute(ctx, "unshuffle", seeds, inverse(perm), rc)
         return await sp_aggregate_shares(ctx, layout, pk, records, [-x for x in c[: layout.n_users]], rc)
 
 
@@ -499,10 +462,10 @@ class PspTopN:
             raise EncodingError(f"the SP's OT key: {len(sp_key)} bytes, expected {PUBLIC_BYTES}")
         await ctx.send("sp", "shuffle-key", pools.shuffle_key.public())
         shuffled = [*ys, *[0] * (width - layout.n_users)]
-        held = (await holder_shuffle(ctx, "shuffle", pools.shuffle_key, shuffled, share_bits(layout), rc))[:n]
+        held = (await shuffling.hold(ctx, "shuffle", pools.shuffle_key, shuffled, share_bits(layout), rc))[:n]
         # Reshuffle with an order of the PSP's own: X'_k = X_sigma(k) = Y'_k - M'_k.
         sigma = shuffle.random_order(n, width)  # the PSP's own order
-        d = await permuter_shuffle(ctx, "reshuffle", pools.ot_seeds(sp_key), sigma, rc)
+        d = await shuffling.permute(ctx, "reshuffle", pools.ot_seeds(sp_key), sigma, rc)
         off = reshuffle_offset(layout)
         held = [held[sigma[k]] - d[k] + off for k in range(n)]
         bits = held_bits(layout)
@@ -525,7 +488,7 @@ class PspTopN:
         chosen = [0] * width  # in the SP's order
         for k in sel.chosen:
             chosen[sigma[k]] = 1
-        zs = await holder_shuffle(ctx, "unshuffle", pools.shuffle_key, chosen, 1 + layout.kappa, rc)
+        zs = await shuffling.hold(ctx, "unshuffle", pools.shuffle_key, chosen, 1 + layout.kappa, rc)
         await psp_aggregate_shares(ctx, layout, pk, records, zs[: layout.n_users], rc)
         return len(sel.chosen)
 
@@ -547,10 +510,10 @@ class RecommendTopN(ProtocolSpec):
         *SHARED_STEPS,
         Step("ot-key", "sp", "psp"),
         Step("shuffle-key", "psp", "sp"),
-        *shuffle_steps("shuffle"),
-        *shuffle_steps("reshuffle", permuter="psp"),
+        *shuffling.shuffle_steps("shuffle"),
+        *shuffling.shuffle_steps("reshuffle", permuter="psp"),
         *_round_steps(),
-        *shuffle_steps("unshuffle"),
+        *shuffling.shuffle_steps("unshuffle"),
         Step("aggregate", "psp", "sp"),
     )
     role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpTopN, "psp": PspTopN}
