@@ -261,6 +261,21 @@ def test_mismatches_are_prominent(files: dict[str, Path]) -> None:
     assert "Not scored" in _texts(split) and "1 customer" in _texts(split)
 
 
+def test_the_plans_privacy_and_agreement_are_shown(files: dict[str, Path]) -> None:
+    """plan.json from `churn plan` says the plans were private and equal the oracle; a plan
+    with mismatches raises an alert; one computed with --plain says so."""
+    plan = _doc(files["plan"])
+    assert plan["private"]["ok"] and plan["params"]["private"]
+    assert "plans were computed privately and equal the plaintext oracle" in _report(files)
+    bad = {**plan, "private": {**plan["private"], "ok": False, "mismatches": 3}}
+    html = _report(files, plan=bad)
+    assert 'role="alert">✗ MISMATCH: 3 of 48 private plans differ' in html
+    plain = {k: v for k, v in plan.items() if k != "private"}
+    assert "computed in the clear" in _report(files, plan=plain)
+    with pytest.raises(DataError, match=r"private\.ok"):
+        parse_plan({**plan, "private": {"mismatches": 0}}, "plan.json")
+
+
 def test_threshold_and_many_action_sets(files: dict[str, Path]) -> None:
     model = TreeModel.from_dict(MODEL)
     scores = _scores(model, load_customers(SMALL), threshold=0.6)

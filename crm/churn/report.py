@@ -149,6 +149,8 @@ class PlanFile:
     totals: dict[str, float]
     sets: list[PlanSet]
     params: dict[str, Any]
+    private: dict[str, Any] | None = None
+    """How the private plans compared with the oracle (``mpc-crm churn plan`` without --plain)."""
 
 
 PLAN_TOTALS = (
@@ -318,7 +320,13 @@ def _parse_plan(doc: Any, source: str) -> PlanFile:
             raise ValueError(f"{where}: {one.served} served of {one.customers} customers")
         sets.append(one)
     params = _object(doc.get("params", {}), "params")
-    return PlanFile(source, customers, totals, sets, params)
+    private = None
+    if "private" in doc:
+        private = _object(doc["private"], "private")
+        if not isinstance(private.get("ok"), bool):
+            raise ValueError("private.ok: expected true or false")
+        _count(private.get("mismatches"), "private.mismatches")
+    return PlanFile(source, customers, totals, sets, params, private)
 
 
 def load_plan(path: str | Path) -> PlanFile:
@@ -824,9 +832,25 @@ def _plan_section(plan: PlanFile, scores: Scores) -> str:
         )
     chart = profit_chart(plan) if plan.sets else "<p>No unloyal customer has a profitable plan.</p>"
     return (
-        f'<h2>Profit of actions</h2><p class="meta">{_e(plan.source)}</p>{_table(rows)}'
+        f'<h2>Profit of actions</h2><p class="meta">{_e(plan.source)}</p>{_plan_match_block(plan)}{_table(rows)}'
         + "".join(f'<p class="note">{n}</p>' for n in notes)
         + chart
+    )
+
+
+def _plan_match_block(plan: PlanFile) -> str:
+    """Whether the plans were computed privately and agreed with the plaintext oracle."""
+    p = plan.private
+    if p is None:
+        return '<p class="note">These plans were computed in the clear (<code>--plain</code>).</p>'
+    n = len(plan.customers)
+    if p["ok"]:
+        t = p.get("planning_s")
+        took = f" (planning {float(t):.0f} s after scoring)" if isinstance(t, int | float) else ""
+        return f'<div class="ok">✓ All {_int(n)} plans were computed privately and equal the plaintext oracle\'s{took}.</div>'
+    return (
+        f'<div class="bad" role="alert">✗ MISMATCH: {_int(int(p["mismatches"]))} of {_int(n)} private '
+        f"plans differ from the plaintext oracle's. Do not act on them before finding out why.</div>"
     )
 
 
