@@ -304,3 +304,16 @@ def test_held_comparison_of_shares_equals_the_plaintext_order(data: st.DataObjec
     labels, choices = cmp.psp_held_choices(psp_pools, sp_pools.ot.public(), held_values(ys, pairs, bits), bits)
     garbled = cmp.sp_held_garble(sp_pools.ot, held_values(ms, pairs, bits), bits, choices)
     assert cmp.psp_held_result(labels, garbled) == [int(xs[a] >= xs[b]) for a, b in pairs]
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 2100), seed=st.integers(0, 2**32))
+def test_transpose_is_the_bit_matrix_transpose(rows: int, seed: int) -> None:
+    """The IKNP transpose (bytes, then 8x8 bit blocks in 64-bit words) against its definition:
+    row j's bit i is column i's bit j."""
+    nbytes = 16 * ((rows + 127) // 128)
+    columns = np.random.default_rng(seed).integers(0, 256, (ot.KAPPA, nbytes), dtype=np.uint8)
+    bits = np.unpackbits(columns, axis=1, bitorder="little")[:, :rows]
+    want = np.packbits(np.ascontiguousarray(bits.T), axis=1, bitorder="little")
+    got = ot.transpose(columns, rows)
+    assert got.shape == (rows, ot.LABEL_BYTES) and (got == want).all()

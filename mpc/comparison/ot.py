@@ -98,10 +98,25 @@ def _prg(seed: bytes, nonce: bytes, nbytes: int) -> np.ndarray:
     return np.frombuffer(enc.update(bytes(nbytes)), dtype=np.uint8)
 
 
+_TRANSPOSE_8X8 = tuple(
+    (np.uint64(shift), np.uint64(mask))
+    for shift, mask in ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC), (28, 0x00000000F0F0F0F0))
+)
+
+
 def transpose(columns: np.ndarray, rows: int) -> np.ndarray:
-    """(128, nbytes) bit columns -> (rows, 16) labels: row j's bit i is column i's bit j."""
-    bits = np.unpackbits(columns, axis=1, bitorder="little")[:, :rows]
-    return np.packbits(np.ascontiguousarray(bits.T), axis=1, bitorder="little")
+    """(128, nbytes) bit columns -> (rows, 16) labels: row j's bit i is column i's bit j.
+
+    Bytes first (a 16-times smaller matrix than bits), then every 8x8 block of bits
+    within a 64-bit word by three mask-and-shift rounds (Hacker's Delight 7-3): about
+    ten times faster than unpacking to one byte per bit."""
+    nb = columns.shape[1]
+    x = np.ascontiguousarray(columns.T).view("<u8").copy()  # word g of byte row b: columns 8g..8g+7
+    for shift, mask in _TRANSPOSE_8X8:
+        t = (x ^ (x >> shift)) & mask
+        x ^= t ^ (t << shift)
+    out = x.view(np.uint8).reshape(nb, columns.shape[0] // 8, 8).transpose(0, 2, 1).reshape(nb * 8, -1)
+    return np.ascontiguousarray(out[:rows])
 
 
 @dataclass
