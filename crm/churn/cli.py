@@ -217,6 +217,7 @@ def _private_plans(
     from crm.churn.plan_forms import compile_plan
     from crm.churn.plan_private import plan_from_json, same_plan
     from crm.churn.score import run_private_plan
+    from mpc.errors import ProtocolError
 
     if args.customers is not None and args.customers < 1:
         raise ParameterError("--customers must be at least 1")
@@ -226,7 +227,13 @@ def _private_plans(
     oracle = plan_all(model, costs, some, segment_threshold=threshold)
     report = run_private_plan(args, model, some, str(threshold))
     got = {cid: plan_from_json(cid, d) for cid, d in (report.get("plans") or {}).items()}
-    mismatches = [cid for cid in some.ids if cid not in got or not same_plan(got[cid], oracle[cid])]
+    missing = [cid for cid in some.ids if cid not in got]
+    if missing:  # the admin or a server failed: nothing private to write (the logs say why)
+        raise ProtocolError(
+            f"no private plan for {len(missing)} of {n} customers (e.g. {missing[0]}); scores "
+            f"{'matched' if report['ok'] else 'did not match'}; see the processes' output above"
+        )
+    mismatches = [cid for cid in some.ids if not same_plan(got[cid], oracle[cid])]
     print(
         f"  {n - len(mismatches)}/{n} private plans equal the oracle's; planning "
         f"{report['phases_s'].get('planning', 0):.1f} s after scoring {report['phases_s'].get('scoring', 0):.1f} s"
@@ -242,7 +249,7 @@ def _private_plans(
         "total_s": report["total_s"],
         "bytes_sent": report["bytes_sent"],
     }
-    return {cid: got.get(cid, oracle[cid]) for cid in some.ids}, summary
+    return {cid: got[cid] for cid in some.ids}, summary
 
 
 def _number(option: str, text: str) -> Fraction:

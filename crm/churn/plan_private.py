@@ -146,6 +146,20 @@ class PlanLayout:
         """Indexes in ``inputs`` of the bits of ``feature``, least significant first."""
         return [i for i, (k, f, _) in enumerate(self.inputs) if k == "bit" and f == feature]
 
+    def compared_bits(self, shares: np.ndarray) -> np.ndarray:
+        """(customers, comparisons, gt_bits): one side's shares of the bits of the feature each
+        threshold comparison reads, zero-extended (the SP's flip the PSP's labels)."""
+        out = np.zeros((shares.shape[0], len(self.gt), self.gt_bits), dtype=np.uint8)
+        for k, f in enumerate(self.gt):
+            idx = self.offsets(f)
+            out[:, k, : len(idx)] = shares[:, idx]
+        return out
+
+    def variable_bits(self, shares: np.ndarray, node_bits: np.ndarray) -> np.ndarray:
+        """(customers, variables): one side's XOR shares of the OLE's variables, from its shares
+        of the inputs and of the node bits."""
+        return np.stack([shares[:, k] if kind == "in" else node_bits[:, k] for kind, k in self.variables], axis=1)
+
 
 def layout_to_dict(layout: PlanLayout) -> dict[str, Any]:
     return {
@@ -362,12 +376,6 @@ def _rounds(contenders: int) -> int:
     return max(0, (contenders - 1).bit_length())
 
 
-def _bracket(alive: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
-    """Pairs of one round and the odd one out (positions)."""
-    pairs = [(alive[i], alive[i + 1]) for i in range(0, len(alive) - 1, 2)]
-    return pairs, alive[-1:] if len(alive) % 2 else []
-
-
 # -- roles -----------------------------------------------------------------------------------------
 class SpPlanRole:
     async def run(self, ctx: SessionContext) -> object:
@@ -388,10 +396,7 @@ class SpPlanRole:
         g = layout.gt_bits
         m = np.frombuffer(secrets.token_bytes(customers * len(layout.gt)), dtype=np.uint8).reshape(customers, -1) & 1
         if layout.gt:
-            flips = np.zeros((customers, len(layout.gt), g), dtype=np.uint8)
-            for k, f in enumerate(layout.gt):
-                idx = layout.offsets(f)
-                flips[:, k, : len(idx)] = a[:, idx]
+            flips = layout.compared_bits(a)
             bound = (1 << g) - 1
             values = [min(max(t + 1, 0), bound) for t in plan.thresholds] * customers
             choices = await ctx.receive("psp", "gt-choices")
@@ -401,7 +406,7 @@ class SpPlanRole:
             ))
 
         # 3. every contender's key, additive shares modulo 2^W.
-        mine = np.stack([a[:, k] if kind == "in" else m[:, k] for kind, k in layout.variables], axis=1)
+        mine = layout.variable_bits(a, m)
         msg = parse_message(compare_pb2.CompareChoices, await ctx.receive("psp", "ole-choices"), "OLE choices")
         keys, corrections = await rc(
             ole.sp_corrections, pools.ot, bytes(msg.point), bytes(msg.columns), bytes(msg.nonce),
@@ -420,16 +425,15 @@ class SpPlanRole:
 
         # 5. the tournament: the SP's side of each comparison is v = M_b - M_a.
         w = layout.modulus_bits
-        alive = list(range(layout.contenders))
+        alive = layout.contenders  # the PSP knows which positions; the SP only how many pairs
         for rnd in range(_rounds(layout.contenders)):
-            pairs_, rest = _bracket(alive)
-            pairs = _read_pairs(await ctx.receive("psp", f"t{rnd}-pairs"), customers, len(pairs_), width)
+            pairs = _read_pairs(await ctx.receive("psp", f"t{rnd}-pairs"), customers, alive // 2, width)
             low, top = _low_and_top(_differences(coins, pairs, negate=True), w)
             choices = await ctx.receive("psp", f"t{rnd}-choices")
             await ctx.send("psp", f"t{rnd}-garbled", await rc(
                 compare.sp_held_garble, pools.ot, low, w - 1, choices, (top ^ 1).tolist(),
             ))
-            alive = [p for p, _ in pairs_] + rest  # only the count matters to the SP
+            alive = alive // 2 + alive % 2
         mask = (1 << layout.payload_bits) - 1
         out = PlanOutput(
             perms=perms, shares=[[v & mask for v in ole.from_limbs(coins[b])] for b in range(customers)],
@@ -455,25 +459,19 @@ class PspPlanRole:
         await ctx.send("sp", "shuffle-key", pools.shuffle_key.public())
 
         # 2. node bits.
-        g = layout.gt_bits
+        seeds = pools.ot_seeds(sp_key)
         gt_bits = np.zeros((customers, len(layout.gt)), dtype=np.uint8)
-        if layout.gt:
-            mine_x = np.zeros((customers, len(layout.gt)), dtype=np.int64)
-            for k, f in enumerate(layout.gt):  # its share of x_f, as a number, per comparison
-                idx = layout.offsets(f)
-                mine_x[:, k] = (b[:, idx].astype(np.int64) << np.arange(len(idx))).sum(axis=1)
-            values = mine_x.reshape(-1).tolist()
-            labels, choices = await rc(compare.psp_held_choices, pools, sp_key, values, g)
+        if layout.gt:  # its shares of the compared values' bits, least significant first
+            labels, _, choices = await rc(compare.choices_message, seeds, layout.compared_bits(b))
+            labels = labels.reshape(customers * len(layout.gt), layout.gt_bits, -1)
             await ctx.send("sp", "gt-choices", choices)
             out = await rc(compare.psp_held_result, labels, await ctx.receive("sp", "gt-garbled"))
             gt_bits = np.array(out, dtype=np.uint8).reshape(customers, len(layout.gt))  # [x > t] XOR m
 
         # 3. keys.
-        mine = np.stack([b[:, k] if kind == "in" else gt_bits[:, k] for kind, k in layout.variables], axis=1)
-        seeds = pools.ot_seeds(sp_key)
-        nonce = secrets.token_bytes(ot.NONCE_BYTES)
-        columns, labels = await rc(ot.extend_choices, seeds, mine.reshape(-1), nonce)
-        await ctx.send("sp", "ole-choices", compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns).SerializeToString())
+        mine = layout.variable_bits(b, gt_bits)
+        labels, nonce, choices = await rc(compare.choices_message, seeds, mine)
+        await ctx.send("sp", "ole-choices", choices)
         n, width = layout.limbs, layout.width
         keys = await rc(ole.psp_finish, labels, nonce, mine, await ctx.receive("sp", "ole"), layout.contenders, n)
 

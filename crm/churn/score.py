@@ -356,18 +356,7 @@ async def _admin(args: argparse.Namespace) -> dict[str, Any]:
         await client.public_key(wait_s=60.0)
         job = await client.start_scoring(admin_key_bytes(key))
         give_up = time.monotonic() + args.timeout
-        while True:
-            st = await client.scoring_status(job.job)
-            tmp = progress.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"done": st.done, "total": st.total}))
-            tmp.replace(progress)
-            if st.finished:
-                break
-            if time.monotonic() > give_up:
-                raise MpcError("scoring did not finish in time")
-            await asyncio.sleep(0.5)
-        if st.error:
-            raise MpcError(f"the SP reports: {st.error}")
+        st = await _poll(lambda: client.scoring_status(job.job), progress, "scoring", give_up)
         scores: dict[str, str] = {}
         for ch in st.chunks:
             ids = list(ch.customer_ids)
@@ -379,6 +368,24 @@ async def _admin(args: argparse.Namespace) -> dict[str, Any]:
             report.update(await _admin_plan(args, client, key, {c: Fraction(p) for c, p in scores.items()}, progress, give_up))
         report["bytes_sent"] = client.bytes_sent
         return report
+
+
+async def _poll(status: Any, progress: Path, phase: str, give_up: float) -> Any:
+    """Poll a job (``status()``, a coroutine) until it finishes, writing its progress for the
+    parent's bar; a failed or late job is an MpcError."""
+    while True:
+        st = await status()
+        tmp = progress.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"phase": phase, "done": st.done, "total": st.total}))
+        tmp.replace(progress)
+        if st.finished:
+            break
+        if time.monotonic() > give_up:
+            raise MpcError(f"{phase} did not finish in time")
+        await asyncio.sleep(0.5)
+    if st.error:
+        raise MpcError(f"the SP reports: {st.error}")
+    return st
 
 
 async def _admin_plan(
@@ -395,18 +402,7 @@ async def _admin_plan(
     forms = compile_plan(TreeModel.load(args.model), load_costs(args.costs, None), segment_threshold=args.plan_threshold)
     layout = plan_private.layout_of(forms)
     job = await client.start_planning(admin_key_bytes(key), args.plan_threshold)
-    while True:
-        st = await client.planning_status(job.job)
-        tmp = progress.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"phase": "planning", "done": st.done, "total": st.total}))
-        tmp.replace(progress)
-        if st.finished:
-            break
-        if time.monotonic() > give_up:
-            raise MpcError("planning did not finish in time")
-        await asyncio.sleep(0.5)
-    if st.error:
-        raise MpcError(f"the SP reports: {st.error}")
+    st = await _poll(lambda: client.planning_status(job.job), progress, "planning", give_up)
     plans = {}
     for ch in await client.planning_results(job.job):
         for plan in plan_private.open_chunk(forms, layout, key, ch, p_loyal):

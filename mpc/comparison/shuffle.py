@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mpc.comparison import gc, ot
+from mpc.comparison import gc, ole, ot
 from mpc.errors import EncodingError, ParameterError
 
 __all__ = [
@@ -254,8 +254,6 @@ def holder_pads_mod(
 
     ``values`` (B, N, limbs) are normalized limbs of numbers modulo 2^W.
     """
-    from mpc.comparison import ole
-
     customers, n, limbs = values.shape
     layers = _layer_arrays(n)
     half = n // 2
@@ -281,8 +279,6 @@ def holder_pads_mod(
 
 def permuter_finish_mod(swaps: np.ndarray, labels: np.ndarray, nonce: bytes, message: bytes, limbs: int) -> np.ndarray:
     """Permuter: its shares (B, N, limbs) modulo 2^W, for swap bits (B, layers, N/2)."""
-    from mpc.comparison import ole
-
     customers, n_layers, half = swaps.shape
     n = 2 * half
     layers = _layer_arrays(n)

@@ -761,15 +761,21 @@ def held_steps(prefix: str = "") -> tuple[Step, ...]:
     return (Step(prefix + "choices", "psp", "sp"), Step(prefix + "garbled", "sp", "psp"))
 
 
+def choices_message(seeds: ot.OtChoiceSeeds, choices: np.ndarray) -> tuple[np.ndarray, bytes, bytes]:
+    """The chooser's side of one OT extension: its labels, the fresh nonce, and the message
+    (``CompareChoices``) the Delta holder reads; for every protocol that extends OTs."""
+    nonce = secrets.token_bytes(ot.NONCE_BYTES)
+    columns, labels = ot.extend_choices(seeds, choices.reshape(-1), nonce)
+    msg = compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns)
+    return labels, nonce, msg.SerializeToString()
+
+
 def psp_held_choices(pools: PspPools, sp_ot_key: bytes, values: Sequence[int], bits: int) -> tuple[np.ndarray, bytes]:
     """PSP: one OT extension for the bits of its values a_k; its labels and the message."""
     if not values:
         raise ParameterError("a comparison batch needs at least one comparison")
-    seeds = pools.ot_seeds(sp_ot_key)
-    nonce = secrets.token_bytes(ot.NONCE_BYTES)
-    columns, labels = ot.extend_choices(seeds, gc.value_bits(values, bits).reshape(-1), nonce)
-    msg = compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns)
-    return labels.reshape(len(values), bits, gc.LABEL_BYTES), msg.SerializeToString()
+    labels, _, msg = choices_message(pools.ot_seeds(sp_ot_key), gc.value_bits(values, bits))
+    return labels.reshape(len(values), bits, gc.LABEL_BYTES), msg
 
 
 def sp_held_garble(

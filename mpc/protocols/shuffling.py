@@ -9,7 +9,6 @@ top-N), and a batch of networks modulo 2^W as 32-bit limbs (churn planning).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from mpc.comparison import ot, shuffle
 from mpc.protocol import SessionContext, Step
+from mpc.protocols import compare
 from mpc.protocols.wire import parse_message
 from mpc.v1 import compare_pb2
 
@@ -33,10 +33,8 @@ async def _send_choices(
     ctx: SessionContext, step: str, seeds: ot.OtChoiceSeeds, swaps: np.ndarray, rc: RunCrypto
 ) -> tuple[np.ndarray, bytes, bytes]:
     """The permuter's OT extension by its swap bits, sent; its labels, the nonce and the pads."""
-    nonce = secrets.token_bytes(ot.NONCE_BYTES)
-    columns, labels = await rc(ot.extend_choices, seeds, swaps.reshape(-1), nonce)
-    msg = compare_pb2.CompareChoices(point=seeds.point, nonce=nonce, columns=columns)
-    await ctx.send(_peer(ctx), step, msg.SerializeToString())
+    labels, nonce, msg = await rc(compare.choices_message, seeds, swaps)
+    await ctx.send(_peer(ctx), step, msg)
     return labels, nonce, await ctx.receive(_peer(ctx), step + ".pads")
 
 
