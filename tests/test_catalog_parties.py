@@ -27,7 +27,8 @@ from crm.recommender.catalog import (
 )
 from crm.recommender.copurchase import cooccurrence
 from crm.recommender.errors import DataError
-from crm.recommender.private_copurchase import contribution, encrypt_contribution
+from crm.recommender.private_copurchase import contribution, upload_plaintexts
+from mpc.elgamal.proofs import proof_bytes
 from mpc.errors import AuthorizationError, MpcError, ParameterError, ProtocolError
 from mpc.parties.deploy import write_deployment
 
@@ -131,18 +132,18 @@ async def test_wrong_contributions_are_refused_and_nothing_changes(shop: Parties
     assert lay.items == PRODUCTS and lay.customers == len(CUSTOMERS)
     await client.contribute([("p01", "p02")])
     before = p.sp.store.fingerprint()
-    cts = encrypt_contribution(pk, contribution(("p03",), lay), lay)
-    blob = pk.ciphertexts_to_bytes(cts)
+    plains = upload_plaintexts(pk, contribution(("p03",), lay), lay)
 
-    refused = [
-        (blob, lay.ciphertexts, lay.version ^ 1, "layout version"),
-        (pk.ciphertexts_to_bytes(cts[:-1]), lay.ciphertexts - 1, lay.version, "ciphertexts"),
-        (b"\0" * len(blob), lay.ciphertexts, lay.version, "outside"),  # not group elements
-    ]
-    for data, count, version, words in refused:
+    # Properly proven uploads that the handler refuses (the proofs hold for what they say) ...
+    for values, version, words in ((plains, lay.version ^ 1, "layout version"), (plains[:-1], lay.version, "ciphertexts")):
         with pytest.raises(MpcError, match=words) as info:
-            await client.user.upload_ciphertexts(KIND, data, count, version)
+            await client.user.upload(KIND, values, version, pk=pk)
         assert status(info) == grpc.StatusCode.INVALID_ARGUMENT
+    # ... and elements outside the group, refused before any proof is looked at.
+    with pytest.raises(MpcError, match="outside") as info:
+        width = lay.ciphertexts * pk.ciphertext_bytes
+        await client.user.upload_proven(KIND, b"\0" * width, bytes(lay.ciphertexts * proof_bytes(pk.params)), lay.ciphertexts, lay.version)
+    assert status(info) == grpc.StatusCode.INVALID_ARGUMENT
     assert p.sp.store.fingerprint() == before
     assert p.sp.catalog.stats["refused"] == 2  # the third never reached the handler
 

@@ -276,6 +276,8 @@ async def test_planning_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_
     """The SP's service with a cost file: plan layout, plan shares, the admin's job (in chunks of
     two, results one chunk a page); bad uploads and a share sealed for someone else are refused
     with a clear error, nothing stored changes."""
+    import dataclasses
+
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     import crm.churn.service as service
@@ -283,6 +285,8 @@ async def test_planning_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_
     from crm.churn.private import admin_key_bytes
     from crm.churn.service import ChurnClient
     from mpc.errors import AuthorizationError, NotFound
+    from mpc.parties.certs import CertAuthority
+    from mpc.parties.rpc import TlsFiles
 
     monkeypatch.setattr(service, "PLAN_CHUNK", 2)
     monkeypatch.setattr(service, "PAGE_BYTES", 1)
@@ -290,11 +294,13 @@ async def test_planning_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_
     (tmp_path / "model.json").write_text(json.dumps(HAND))
     idle_parties.changes["sp"] = {
         "churn_model": tmp_path / "model.json", "churn_costs": tmp_path / "costs.toml",
-        "admins": ("alice",), "workers": 1,
+        "admins": ("alice",), "frontends": ("fe0",), "workers": 1,
     }
     await idle_parties.start()
     admin_client = ChurnClient(idle_parties.user_config("alice"))
-    front = ChurnClient(idle_parties.user_config("bob"))
+    got = CertAuthority.load(idle_parties.dep.root / "certs").issue("frontend", "fe0")  # only a front end
+    cfg = idle_parties.user_config("alice")  # creates customers: its own certificate, the same servers
+    front = ChurnClient(dataclasses.replace(cfg, name="fe0", tls=TlsFiles(cfg.tls.ca, got.cert_path, got.key_path)))
     try:
         key = await front.scoring_key()
         layout, version = await front.plan_layout()

@@ -318,6 +318,16 @@ async def _score_live(client: Any, admin: X25519PrivateKey) -> dict[str, Fractio
     return got
 
 
+def _frontend_config(parties: Any, name: str) -> Any:
+    """The client config of a front end ``name``: a "frontend" certificate from the deployment's CA."""
+    from mpc.parties import rpc
+    from mpc.parties.certs import CertAuthority
+
+    got = CertAuthority.load(parties.dep.root / "certs").issue("frontend", name)
+    cfg = parties.user_config("alice")
+    return dataclasses.replace(cfg, name=name, tls=rpc.TlsFiles(cfg.tls.ca, got.cert_path, got.key_path))
+
+
 async def test_scoring_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_path: Path) -> None:
     from crm.churn.service import ChurnClient
 
@@ -325,10 +335,10 @@ async def test_scoring_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_p
     model = _model(_random_tree(rng, 3))
     path = tmp_path / "model.json"
     model.save(path)
-    idle_parties.changes["sp"] = {"churn_model": path, "admins": ("alice",), "workers": 1}
+    idle_parties.changes["sp"] = {"churn_model": path, "admins": ("alice",), "frontends": ("fe0",), "workers": 1}
     await idle_parties.start()
     admin_client = ChurnClient(idle_parties.user_config("alice"))
-    front = ChurnClient(idle_parties.user_config("bob"))
+    front = ChurnClient(_frontend_config(idle_parties, "fe0"))  # only a front end creates customers
     try:
         key = await front.scoring_key()
         assert key == idle_parties.psp.curve_key.public_key.to_bytes()
@@ -350,7 +360,7 @@ async def test_scoring_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_p
         assert store.count() == before and "x" not in store.ids(layout.version)
 
         adm = X25519PrivateKey.generate()
-        with pytest.raises(AuthorizationError):  # bob is no admin
+        with pytest.raises(AuthorizationError):  # a front end is no admin
             await front.start_scoring(P.admin_key_bytes(adm))
         with pytest.raises(NotFound):
             await admin_client.scoring_status("no-such-job")

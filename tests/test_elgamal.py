@@ -89,7 +89,8 @@ def reference_dec(ct: Ciphertext, x: int) -> int:
 
 
 def joint_secret(shares: list[KeyShare]) -> int:
-    return sum(int(s.x) for s in shares)
+    """The exponent of the joint key: h = g^(2x) with x the sum of the shares (keys on squares)."""
+    return 2 * sum(int(s.x) for s in shares)
 
 
 # -- homomorphic identities ------------------------------------------------------------
@@ -200,7 +201,8 @@ def test_joint_key_is_product_of_shares(pk: PublicKey, shares: list[KeyShare]) -
     assert pk.h == gmpy2.f_mod(shares[0].h * shares[1].h, P.n2)
     assert pk.h == gmpy2.powmod(P.g, joint_secret(shares), P.n2)
     for s in shares:
-        assert s.h == gmpy2.powmod(P.g, s.x, P.n2)
+        assert s.root == gmpy2.powmod(P.g, s.x, P.n2)
+        assert s.h == gmpy2.powmod(P.g, 2 * s.x, P.n2)
         assert s.x.bit_length() <= P.exponent_bits
 
 
@@ -221,7 +223,7 @@ def test_one_share_alone_does_not_decrypt(pk: PublicKey, shares: list[KeyShare],
     ct = pk.encrypt(m)
     for s in shares:
         # the reference: c2 / c1^(x_i) is not 1 + mN
-        assert reference_quotient(ct, int(s.x)) != (1 + m * N) % N2
+        assert reference_quotient(ct, 2 * int(s.x)) != (1 + m * N) % N2
         try:
             got = combine(ct, [s.partial_decrypt(ct)])
         except DecryptionError:

@@ -83,13 +83,13 @@ def test_steps_one_by_one(shares: tuple[KeyShare, KeyShare]) -> None:
     assert len(c_sp.digest) == 32
     assert c_sp.digest != c_psp.digest
     assert sp.commit() == c_sp  # the commitment is fixed for a holder
-    assert c_sp.digest == commitment_digest(P, SESSION, "sp", shares[0].h, sp.nonce)
+    assert c_sp.digest == commitment_digest(P, SESSION, "sp", shares[0].root, sp.nonce)
 
     sp.receive_commitments([c_psp])
     psp.receive_commitments([c_sp])
 
     r_sp, r_psp = sp.reveal(), psp.reveal()
-    assert r_sp.party == "sp" and r_sp.h == shares[0].h and r_sp.nonce == sp.nonce
+    assert r_sp.party == "sp" and r_sp.h == shares[0].root and r_sp.nonce == sp.nonce
     assert verify_knowledge(P, r_sp.h, r_sp.proof, proof_context(SESSION, "sp"))
     check_reveal(P, SESSION, c_sp, r_sp)
     check_reveal(P, SESSION, c_psp, r_psp)
@@ -99,7 +99,7 @@ def test_steps_one_by_one(shares: tuple[KeyShare, KeyShare]) -> None:
     assert own_sp is shares[0] and own_psp is shares[1]
     assert pk_sp == pk_psp
     assert pk_sp.h == pk_psp.h == gmpy2.f_mod(shares[0].h * shares[1].h, P.n2)
-    assert pk_sp.h == gmpy2.powmod(P.g, shares[0].x + shares[1].x, P.n2)
+    assert pk_sp.h == gmpy2.powmod(P.g, 2 * (shares[0].x + shares[1].x), P.n2)
 
     ct = pk_sp.encrypt(2718281828)
     assert combine(ct, [own_sp.partial_decrypt(ct), own_psp.partial_decrypt(ct)]) == 2718281828
@@ -131,7 +131,7 @@ def test_local_joint_keys() -> None:
 def test_three_holders() -> None:
     pk, ks = local_joint_keys(P, ("a", "b", "c"), session=b"three")
     assert len(ks) == 3
-    assert pk.h == gmpy2.powmod(P.g, sum(k.x for k in ks), P.n2)
+    assert pk.h == gmpy2.powmod(P.g, 2 * sum(k.x for k in ks), P.n2)
     ct = pk.encrypt(5)
     assert combine(ct, [k.partial_decrypt(ct) for k in ks]) == 5
     try:  # two partials of three are not enough
@@ -194,7 +194,7 @@ def test_finish_with_wrong_set_of_reveals(run: dict) -> None:
         sp.finish([stranger])
     # the honest reveal still works afterwards
     pk, _ = sp.finish([run["psp_reveal"]])
-    assert pk.h == gmpy2.f_mod(run["sp_reveal"].h * run["psp_reveal"].h, P.n2)
+    assert pk.h == gmpy2.f_mod((run["sp_reveal"].h * run["psp_reveal"].h) ** 2, P.n2)
 
 
 # -- reveals that do not open their commitment --------------------------------------------
@@ -203,8 +203,8 @@ def test_finish_with_wrong_set_of_reveals(run: dict) -> None:
 def test_reveal_with_changed_h_is_rejected(run: dict) -> None:
     # a holder that committed to one share and reveals another, with a VALID proof for it
     other = KeyShare.generate(P)
-    proof = prove_knowledge(P, other.x, other.h, proof_context(SESSION, "psp"))
-    bad = dataclasses.replace(run["psp_reveal"], h=other.h, proof=proof)
+    proof = prove_knowledge(P, other.x, other.root, proof_context(SESSION, "psp"))
+    bad = dataclasses.replace(run["psp_reveal"], h=other.root, proof=proof)
     assert verify_knowledge(P, bad.h, bad.proof, proof_context(SESSION, "psp"))
     with pytest.raises(KeyGenerationError, match="does not open its commitment"):
         _sp_finishes_with(run, bad)
@@ -249,14 +249,14 @@ def test_tampered_t_is_rejected(run: dict) -> None:
 
 
 def test_proof_for_another_session_is_rejected(run: dict, shares: tuple) -> None:
-    x, h = shares[1].x, shares[1].h
+    x, h = shares[1].x, shares[1].root
     proof = prove_knowledge(P, x, h, proof_context(b"another session", "psp"))
     with pytest.raises(KeyGenerationError, match=BAD_PROOF):
         _sp_finishes_with(run, _with_proof(run, proof))
 
 
 def test_proof_for_another_party_is_rejected(run: dict, shares: tuple) -> None:
-    x, h = shares[1].x, shares[1].h
+    x, h = shares[1].x, shares[1].root
     for party in ("sp", "mallory", "PSP", ""):
         proof = prove_knowledge(P, x, h, proof_context(SESSION, party))
         with pytest.raises(KeyGenerationError, match=BAD_PROOF):
@@ -271,8 +271,8 @@ def test_replayed_proof_of_the_other_holder_is_rejected(run: dict) -> None:
 
 def test_proof_for_a_different_h_is_rejected(run: dict) -> None:
     other = KeyShare.generate(P)
-    proof = prove_knowledge(P, other.x, other.h, proof_context(SESSION, "psp"))
-    assert verify_knowledge(P, other.h, proof, proof_context(SESSION, "psp"))
+    proof = prove_knowledge(P, other.x, other.root, proof_context(SESSION, "psp"))
+    assert verify_knowledge(P, other.root, proof, proof_context(SESSION, "psp"))
     with pytest.raises(KeyGenerationError, match=BAD_PROOF):
         _sp_finishes_with(run, _with_proof(run, proof))
     # a proof "for" h that uses another x
@@ -282,12 +282,12 @@ def test_proof_for_a_different_h_is_rejected(run: dict) -> None:
 
 
 def test_verify_knowledge_directly(shares: tuple[KeyShare, KeyShare]) -> None:
-    x, h = shares[0].x, shares[0].h
+    x, h = shares[0].x, shares[0].root
     ctx = proof_context(SESSION, "sp")
     pr = prove_knowledge(P, x, h, ctx)
     assert verify_knowledge(P, h, pr, ctx)
     assert not verify_knowledge(P, h, pr, ctx + b"x")
-    assert not verify_knowledge(P, shares[1].h, pr, ctx)
+    assert not verify_knowledge(P, shares[1].root, pr, ctx)
     assert not verify_knowledge(P, 0, pr, ctx)
     assert not verify_knowledge(P, N, pr, ctx)
     assert not verify_knowledge(P, h, Proof(t=pr.t, s=pr.s + 1), ctx)
@@ -298,7 +298,7 @@ def test_verify_knowledge_directly(shares: tuple[KeyShare, KeyShare]) -> None:
 
 
 def test_proof_context_is_unambiguous(shares: tuple[KeyShare, KeyShare]) -> None:
-    x, h = shares[0].x, shares[0].h
+    x, h = shares[0].x, shares[0].root
     pr = prove_knowledge(P, x, h, proof_context(b"s|a", "b"))
     assert not verify_knowledge(P, h, pr, proof_context(b"s", "a|b"))
 

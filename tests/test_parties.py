@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import mpc.parties.rpc as rpc_module
 import mpc.parties.server as server_module
 from mpc.elgamal import local_joint_keys
+from mpc.elgamal.proofs import proof_bytes
 from mpc.errors import AuthorizationError, EncodingError, ProtocolError, TransportError
 from mpc.parties.certs import create_ca
 from mpc.parties.config import SHARE_FILE, key_fingerprint, save_keys
@@ -102,13 +103,23 @@ async def deliver(stub: RawStub, *msgs: peer_pb2.Chunk) -> peer_pb2.DeliverAck:
 
 
 def upload_chunks(
-    kind: str, count: int, blob: bytes, total: int | None = None
+    kind: str, count: int, blob: bytes, total: int | None = None, proof_width: int = 0
 ) -> list[user_pb2.UploadChunk]:
     return [
         user_pb2.UploadChunk(
-            kind=kind, count=count, total_size=len(blob) if total is None else total, data=blob
+            kind=kind,
+            count=count,
+            total_size=len(blob) if total is None else total,
+            proof_width=proof_width,
+            data=blob,
         )
     ]
+
+
+async def upload_raw(user: UserClient, kind: str, blob: bytes, count: int) -> int:
+    """Upload ``blob`` as it is, with proofs of the right size but no value (all zero): for
+    tests of malformed ciphertexts, which are refused before any proof is looked at."""
+    return await user.upload_proven(kind, blob, bytes(count * proof_bytes(user.params)), count)
 
 
 async def check_intact(parties: Parties, before: list[tuple]) -> None:
@@ -175,7 +186,7 @@ async def test_round_trip_and_atomic_reupload(parties: Parties) -> None:
     good = pk.encrypt(7).to_bytes()
     bad = bytes(pk.ciphertext_bytes)  # c1 = c2 = 0
     with pytest.raises(EncodingError) as info:
-        await alice.upload_ciphertexts("values", good + bad, 2)
+        await upload_raw(alice, "values", good + bad, 2)
     assert status(info.value) is Code.INVALID_ARGUMENT
     assert store.fingerprint() == before
     assert await alice.fetch("values") == [42]
@@ -330,7 +341,7 @@ async def test_ciphertext_of_wrong_length(
     good = pk.encrypt(1).to_bytes()
     for blob, count in ((good[:-1], 1), (good + b"\x00", 1), (good + good[: w // 2], 2), (b"", 1)):
         with pytest.raises(EncodingError) as info:
-            await alice.upload_ciphertexts("values", blob, count)
+            await upload_raw(alice, "values", blob, count)
         assert status(info.value) is Code.INVALID_ARGUMENT
     assert_logged(caplog, "INVALID_ARGUMENT", "bytes")
     await check_intact(parties, loaded)
@@ -354,7 +365,7 @@ async def test_ciphertext_outside_group(
         caplog.clear()
         bad = c1.to_bytes(e, "big") + good[e:]
         with pytest.raises(EncodingError) as info:  # after a valid one: nothing is stored
-            await alice.upload_ciphertexts("values", good + bad, 2)
+            await upload_raw(alice, "values", good + bad, 2)
         assert status(info.value) is Code.INVALID_ARGUMENT, what
         assert reason in str(info.value), what
         assert_logged(caplog, "INVALID_ARGUMENT", reason)
@@ -366,21 +377,28 @@ async def test_upload_size_mismatch(
 ) -> None:
     alice = parties.user("alice")
     pk = await alice.public_key()
-    w = pk.ciphertext_bytes
-    one = pk.encrypt(9).to_bytes()
+    pw = proof_bytes(pk.params)
+    w = pk.ciphertext_bytes + pw
+    one = pk.encrypt(9).to_bytes() + bytes(pw)
+
+    def chunks(kind: str, count: int, blob: bytes, total: int | None = None) -> list[user_pb2.UploadChunk]:
+        return upload_chunks(kind, count, blob, total, proof_width=pw)
+
     cases = {
-        "total_size != count x width": upload_chunks("values", 2, one),
-        "blob shorter than total_size": upload_chunks("values", 2, one, total=2 * w),
-        "blob longer than total_size": upload_chunks("values", 1, one + one, total=w),
-        "count 0": upload_chunks("values", 0, b"", total=0),
-        "count too large": upload_chunks(
+        "total_size != count x width": chunks("values", 2, one),
+        "blob shorter than total_size": chunks("values", 2, one, total=2 * w),
+        "blob longer than total_size": chunks("values", 1, one + one, total=w),
+        "count 0": chunks("values", 0, b"", total=0),
+        "count too large": chunks(
             "values", MAX_UPLOAD_CIPHERTEXTS + 1, b"", total=(MAX_UPLOAD_CIPHERTEXTS + 1) * w
         ),
+        "no proofs": upload_chunks("values", 1, one[: pk.ciphertext_bytes]),
+        "proof width wrong": upload_chunks("values", 1, one + b"\0", proof_width=pw + 1),
         "header in a later chunk": [
-            *upload_chunks("values", 2, one, total=2 * w),
+            *chunks("values", 2, one, total=2 * w),
             user_pb2.UploadChunk(kind="values", data=one),
         ],
-        "bad kind": upload_chunks("../etc", 1, one),
+        "bad kind": chunks("../etc", 1, one),
         "no chunk": [],
     }
     for what, reqs in cases.items():
@@ -795,7 +813,7 @@ async def test_public_key_before_keygen(
     assert status(info.value) is Code.UNAVAILABLE
     assert "key generation has not finished" in str(info.value)
     with pytest.raises(TransportError) as info:
-        await alice.upload_ciphertexts("values", b"\x01" * 512, 1)
+        await upload_raw(alice, "values", b"\x01" * 512, 1)
     assert status(info.value) is Code.UNAVAILABLE
     assert_logged(caplog, "/mpc.v1.UserGateway/GetPublicKey", "UNAVAILABLE")
     health = health_pb2_grpc.HealthStub(parties.raw_channel("alice", "sp"))

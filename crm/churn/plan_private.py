@@ -74,6 +74,7 @@ from mpc.errors import EncodingError, ParameterError, ProtocolError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols import compare, shuffling
 from mpc.protocols.wire import parse_message
+from mpc.transport import DEFAULT_MAX_PAYLOAD
 from mpc.v1 import churn_pb2, compare_pb2
 
 __all__ = [
@@ -582,6 +583,19 @@ class PsPlanOutput:
 
 MAX_CHUNK = 1024
 """Customers in one session at most."""
+MAX_MESSAGE_BYTES = DEFAULT_MAX_PAYLOAD
+"""The biggest message a session start implies (OLE corrections, shuffle pads) may not exceed
+what the transport takes: the PSP refuses such a start at once."""
+
+
+def largest_message(layout: PlanLayout, count: int) -> int:
+    """Bytes of a session's biggest messages for ``count`` customers: the SP's OLE corrections
+    (:func:`mpc.comparison.ole.sp_corrections`) or one shuffle's pads
+    (:func:`mpc.comparison.shuffle.holder_pads_mod`)."""
+    corrections = count * len(layout.variables) * layout.contenders * layout.limbs * 4
+    width = layout.width
+    pads = count * (2 * (width.bit_length() - 1) - 1) * (width // 2) * 16 * layout.limbs
+    return max(corrections, pads)
 
 
 def start_inputs(
@@ -602,9 +616,22 @@ def psp_inputs(raw: bytes, curve_key: Any) -> dict[str, Any]:
         raise EncodingError(f"churn plan layout: not JSON ({exc})") from None
     layout = layout_from_dict(doc)
     if layout_version(layout) != msg.layout_version:
-        raise EncodingError("churn-plan inputs: the layout does not match its version")
+        raise ParameterError(
+            f"churn-plan inputs: the SP proposes layout_version = {msg.layout_version}, but the layout "
+            f"it sends has version {layout_version(layout)}: the layout does not match its version"
+        )
     if not 1 <= msg.count <= MAX_CHUNK or len(msg.customer_ids) != msg.count:
-        raise ParameterError(f"a chunk holds 1..{MAX_CHUNK} customers with their ids, not {msg.count}")
+        raise ParameterError(
+            f"churn-plan: the SP proposes count = {msg.count} customers with {len(msg.customer_ids)} ids; "
+            f"a chunk holds 1..{MAX_CHUNK} customers with their ids"
+        )
+    size = largest_message(layout, msg.count)
+    if size > MAX_MESSAGE_BYTES:
+        raise ParameterError(
+            f"churn-plan: count = {msg.count} customers of {layout.contenders} contenders, "
+            f"{len(layout.variables)} variables and modulus_bits = {layout.modulus_bits} need a "
+            f"{size >> 20} MiB message, more than {MAX_MESSAGE_BYTES >> 20} MiB: a smaller chunk"
+        )
     if len(msg.admin_key) != 32:
         raise EncodingError(f"admin key of {len(msg.admin_key)} bytes; an X25519 key has 32")
     if not 0 < len(msg.chunk) <= 128:
@@ -697,6 +724,9 @@ class ChurnPlan(ProtocolSpec):
 
     @classmethod
     def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
+        role = getattr(party, "role", None)
+        if role != "psp":
+            raise ProtocolError(f"churn planning is started by the SP; the {role!r} cannot be asked to join it")
         inputs = psp_inputs(raw, party.curve_key)
         pools = getattr(party, "compare_pools", None)
         if not isinstance(pools, PspPools):

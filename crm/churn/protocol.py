@@ -26,9 +26,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from crm.churn import private
-from mpc.errors import EncodingError, ParameterError
+from mpc.errors import EncodingError, ParameterError, ProtocolError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols.wire import parse_message
+from mpc.transport import DEFAULT_MAX_PAYLOAD
 from mpc.v1 import churn_pb2
 
 __all__ = ["ChurnScore", "aad", "psp_inputs", "psp_seal", "sp_prepare", "start_inputs"]
@@ -36,6 +37,16 @@ __all__ = ["ChurnScore", "aad", "psp_inputs", "psp_seal", "sp_prepare", "start_i
 RunCrypto = Callable[..., Awaitable[Any]]
 MAX_CHUNK = 4096
 """Customers in one session at most (a chunk of 4096 at depth 6 is some 230 MB of nodes)."""
+MAX_TERMS = 64
+"""Terms per node at most (a 64-bit feature in 4-bit digits needs 17)."""
+MAX_NODES_BYTES = DEFAULT_MAX_PAYLOAD
+"""The ``nodes`` message the sizes of a session start imply may not exceed what the transport takes."""
+
+
+def nodes_bytes(depth: int, terms: int, count: int) -> int:
+    """Size of the ``nodes`` message: every customer's 2^depth - 1 nodes of ``terms`` terms and
+    its table of 2^depth entries."""
+    return count * ((2**depth - 1) * terms * private.W + 2**depth * private.ENTRY_BYTES)
 
 
 async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
@@ -72,14 +83,23 @@ def start_inputs(
 
 
 def psp_inputs(raw: bytes) -> dict[str, Any]:
-    """The PSP's inputs from the session start (its curve key is added by the server)."""
+    """The PSP's inputs from the session start (its curve key is added by the server).
+
+    The PSP has no copy of the tree (only the SP has ``churn_model``), so it bounds what the
+    SP proposes: depth, terms per node, customers, and the nodes message they imply."""
     msg = parse_message(churn_pb2.ChurnScoreInputs, raw, "churn-score inputs")
     if not 1 <= msg.depth <= private.MAX_DEPTH:
-        raise ParameterError(f"tree depth {msg.depth} outside [1, {private.MAX_DEPTH}]")
-    if not 1 <= msg.terms <= 64:
-        raise ParameterError(f"{msg.terms} terms per node is outside [1, 64]")
+        raise ParameterError(f"churn-score: the SP proposes tree depth = {msg.depth}, outside [1, {private.MAX_DEPTH}]")
+    if not 1 <= msg.terms <= MAX_TERMS:
+        raise ParameterError(f"churn-score: the SP proposes terms = {msg.terms} per node, outside [1, {MAX_TERMS}]")
     if not 1 <= msg.count <= MAX_CHUNK:
-        raise ParameterError(f"a chunk holds 1..{MAX_CHUNK} customers, not {msg.count}")
+        raise ParameterError(f"churn-score: the SP proposes count = {msg.count} customers; a chunk holds 1..{MAX_CHUNK}")
+    size = nodes_bytes(msg.depth, msg.terms, msg.count)
+    if size > MAX_NODES_BYTES:
+        raise ParameterError(
+            f"churn-score: depth = {msg.depth}, terms = {msg.terms} and count = {msg.count} make a nodes "
+            f"message of {size >> 20} MiB, more than {MAX_NODES_BYTES >> 20} MiB: a smaller chunk"
+        )
     if len(msg.admin_key) != 32:
         raise EncodingError(f"admin key of {len(msg.admin_key)} bytes; an X25519 key has 32")
     if not 0 < len(msg.chunk) <= 128:
@@ -145,6 +165,9 @@ class ChurnScore(ProtocolSpec):
 
     @classmethod
     def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
+        role = getattr(party, "role", None)
+        if role != "psp":
+            raise ProtocolError(f"churn scoring is started by the SP; the {role!r} cannot be asked to join it")
         inputs = psp_inputs(raw)
         inputs["curve_key"] = party.curve_key
         inputs["run_crypto"] = party.run_crypto

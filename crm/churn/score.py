@@ -3,8 +3,10 @@
 Fresh certificates and configs in a work directory; the SP gets the tree
 (model.json), the PSP never sees it. Then:
 
-1. upload: customer front-end processes encrypt every customer's attributes
-   under the PSP's curve key (read from the PSP) and upload them to the SP;
+1. upload: customer front-end processes (certificates of role "frontend", named in
+   the SP's ``frontends``: only they may upload other customers' records) encrypt
+   every customer's attributes under the PSP's curve key (read from the PSP) and
+   upload them to the SP;
 2. scoring: the admin process asks the SP to score everyone and polls the job
    (a progress bar here); the SP and the PSP run ``churn-score`` chunk by
    chunk; the admin opens the sealed results with its own key;
@@ -160,13 +162,14 @@ class _Run:
                 plan_args = ["--plan-rows", str(self.root / "plan_rows.json")]
             dep = write_deployment(
                 self.root,
-                ["admin", *fronts],
+                ["admin"],
                 key_bits=a.key_bits,
                 workers=workers,
                 deadline_s=600.0,
                 churn_model=Path(a.model),
                 churn_costs=self.plan.costs if self.plan else None,
                 admins=["admin"],
+                frontends=fronts,  # certificates of role "frontend", named in the SP's config
             )
             self.phases["certificates_and_configs"] = time.perf_counter() - t
 
@@ -179,7 +182,7 @@ class _Run:
                     [
                         "upload",
                         "--config",
-                        str(dep.user_configs[f]),
+                        str(dep.frontend_configs[f]),
                         "--customers",
                         str(self.root / "customers.json"),
                         "--share",
@@ -415,7 +418,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         prog="python -m crm.churn.score", description="churn scoring worker"
     )
     p.add_argument("action", choices=("upload", "admin"))
-    p.add_argument("--config", required=True, help="this worker's user config (TOML)")
+    p.add_argument("--config", required=True, help="this worker's client config (TOML): a front end's or the admin's")
     p.add_argument("--customers", help="upload: JSON of every customer's encoded attributes")
     p.add_argument(
         "--share", default="0/1", help="upload: K/N, this worker takes every N-th customer from K"

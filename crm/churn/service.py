@@ -9,8 +9,18 @@ the PSP walks the previous chunk. The admin polls the job and receives, per
 chunk, the PSP's sealed results and the SP's mask seed; it alone can open
 them (:func:`crm.churn.private.open_scores`).
 
+Every stored record is bound to the certificate that wrote it (``writer``,
+``"role:name"``). Records are created by the front ends the SP's config names
+(``frontends``, certificates of role ``"frontend"``), which may write any
+customer's; a customer's own ``"user"`` certificate (its name is the customer
+id) may only replace its own existing record, in each store separately. An
+upload with one record the caller may not write is refused as a whole
+(PERMISSION_DENIED) before anything is stored. A job (scoring or planning)
+belongs to the admin who started it: only that admin reads it.
+
 The PSP needs nothing but its curve key (:attr:`PartyServer.curve_key`);
-creating this service there only registers the protocol.
+creating this service there registers the protocol and the ``ChurnKey`` service,
+which hands that key's public half to customers and front ends.
 """
 
 from __future__ import annotations
@@ -35,11 +45,11 @@ from crm.churn.protocol import sp_prepare, start_inputs
 from mpc.errors import AuthorizationError, EncodingError, NotFound, ParameterError, TransportError
 from mpc.parties import rpc
 from mpc.parties.user import UserClient
-from mpc.v1 import churn_pb2, peer_pb2, user_pb2
+from mpc.v1 import churn_pb2, peer_pb2
 
 log = logging.getLogger("crm.churn.service")
 
-__all__ = ["ChurnClient", "ChurnService", "CustomerStore"]
+__all__ = ["ChurnClient", "ChurnService", "CustomerStore", "check_writer"]
 
 CHUNK = 128
 """Customers per session: big enough to amortise a round trip, small enough to pipeline."""
@@ -57,7 +67,8 @@ class CustomerStore:
     """The SP's customer records (SQLite, WAL): id -> (layout version, record).
 
     ``table`` "customers": the encrypted attributes for scoring; "plan_shares": the
-    XOR shares for planning (a seed and the PSP's sealed share)."""
+    XOR shares for planning (a seed and the PSP's sealed share). Each row also keeps
+    its ``writer``, the identity (``"role:name"``) of the certificate that wrote it."""
 
     def __init__(self, path: Path, table: str = "customers") -> None:
         if table not in ("customers", "plan_shares"):
@@ -68,21 +79,36 @@ class CustomerStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, layout INTEGER NOT NULL, "
-            "record BLOB NOT NULL, updated REAL NOT NULL)"
+            "record BLOB NOT NULL, updated REAL NOT NULL, writer TEXT NOT NULL DEFAULT '')"
         )
+        columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        if "writer" not in columns:  # a store from before writers were kept: theirs is unknown
+            self._db.execute(f"ALTER TABLE {table} ADD COLUMN writer TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self._db.close()
 
-    def put_many(self, layout: int, items: Sequence[tuple[str, bytes]]) -> None:
-        """Store (or replace) every record in one transaction: all or nothing."""
+    def put_many(
+        self, layout: int, items: Sequence[tuple[str, bytes]], writer: str, *, replace_only: bool = False
+    ) -> None:
+        """Store (or replace) every record in one transaction, as written by ``writer``: all or
+        nothing. ``replace_only``: every id must already be stored (else
+        :class:`AuthorizationError`, nothing written), checked inside the same transaction."""
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if replace_only:
+                    for cid, _ in items:
+                        if self._db.execute(f"SELECT 1 FROM {self.table} WHERE id = ?", (cid,)).fetchone() is None:
+                            raise AuthorizationError(
+                                f"customer {cid!r} has no record here to replace: {writer} may only replace "
+                                "its own record, which a front end creates"
+                            )
                 self._db.executemany(
-                    f"INSERT OR REPLACE INTO {self.table} (id, layout, record, updated) VALUES (?, ?, ?, ?)",
-                    [(cid, layout, rec, now) for cid, rec in items],
+                    f"INSERT OR REPLACE INTO {self.table} (id, layout, record, updated, writer) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(cid, layout, rec, now, writer) for cid, rec in items],
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -99,6 +125,12 @@ class CustomerStore:
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0])
+
+    def writer(self, cid: str) -> str | None:
+        """Who wrote customer ``cid``'s record (``"role:name"``), None if it has none."""
+        with self._lock:
+            row = self._db.execute(f"SELECT writer FROM {self.table} WHERE id = ?", (cid,)).fetchone()
+            return None if row is None else str(row[0])
 
     def records(self, ids: Sequence[str], layout: int) -> list[bytes]:
         with self._lock:
@@ -163,6 +195,7 @@ class Job:
     job: str
     ids: list[str]
     admin_key: bytes
+    owner: str  # the admin who started it, the only one who reads it
     threshold: str = ""  # planning: the segment threshold
     done: int = 0
     error: str = ""
@@ -222,8 +255,32 @@ def _choose(store: CustomerStore, version: int, ids: Sequence[str], what: str) -
     return stored
 
 
-def _upload_size_check(size: int, what: str) -> Any:
-    """The check of an upload's first message: the number of records and their total size."""
+def check_writer(ident: Any, frontends: Sequence[str], ids: Sequence[str], what: str) -> bool:
+    """May the certificate ``ident`` write the records of customers ``ids``? If not,
+    :class:`AuthorizationError` naming the first one it may not write.
+
+    A front end named in ``frontends`` may write anyone's; a user only its own (the id is its
+    certificate's name), and only over an existing record: returns True when every record
+    must already be stored (the store checks that in the write's transaction)."""
+    if ident.role == "frontend":
+        if ident.name not in frontends:
+            raise AuthorizationError(
+                f"front end {ident.name!r} is not among this SP's frontends: it may write no {what}"
+            )
+        return False
+    if ident.role != "user":
+        raise AuthorizationError(f"a {ident.role!r} certificate writes no {what}")
+    for cid in ids:
+        if cid != ident.name:
+            raise AuthorizationError(
+                f"user {ident.name!r} may write only its own {what}, not those of customer {cid[:70]!r}"
+            )
+    return True
+
+
+def _upload_size_check(size: int, what: str, authorise: Any) -> Any:
+    """The check of an upload's first message, before anything is buffered: the number of
+    records and their total size, then ``authorise(ids)`` (who may write them)."""
 
     def check(h: churn_pb2.CustomerChunk) -> None:
         n = len(h.customer_ids)
@@ -231,6 +288,7 @@ def _upload_size_check(size: int, what: str) -> Any:
             raise EncodingError(f"an upload holds 1..{MAX_UPLOAD_BYTES // size} customers, not {n}")
         if h.total_size != n * size:
             raise EncodingError(f"{n} {what} of {size} bytes make {n * size} bytes, not {h.total_size}")
+        authorise(list(h.customer_ids))
 
     return check
 
@@ -246,7 +304,14 @@ class ChurnService:
         self._psp_key: bytes | None = None
         self.stock: dict[int, int] = {}
         """Worker pid -> customers' worth of randomness in stock (idle-time precomputation)."""
-        if party.role != "sp":
+        if party.role != "sp":  # the PSP: its curve key for customers and front ends
+            party.grpc_services.append(
+                (
+                    churn_pb2.DESCRIPTOR.services_by_name["ChurnKey"],
+                    ChurnKeyGateway(party),
+                    {"GetScoringKey": ["user", "frontend"]},
+                )
+            )
             return
         if model_path is None:
             raise ParameterError("the SP's churn service needs churn_model in its config")
@@ -260,16 +325,17 @@ class ChurnService:
         self.planning: Planning | None = None
         if party.config.churn_costs is not None:
             self.planning = Planning(party, self.model, party.config.churn_costs)
-        methods = (
-            "GetLayout", "UploadCustomers", "StartScoring", "ScoringStatus",
-            "GetPlanLayout", "UploadPlanShares", "StartPlanning", "PlanningStatus",
-        )
+        # Who may call what (each method checks the rest: which records, which jobs).
+        writers = ["user", "frontend"]  # the public layouts; uploads (check_writer)
+        admins = ["user"]  # and named in the config's admins (check_admin)
+        allowed = {
+            "GetLayout": writers, "UploadCustomers": writers,
+            "GetPlanLayout": writers, "UploadPlanShares": writers,
+            "StartScoring": admins, "ScoringStatus": admins,
+            "StartPlanning": admins, "PlanningStatus": admins,
+        }
         party.grpc_services.append(
-            (
-                churn_pb2.DESCRIPTOR.services_by_name["Churn"],
-                ChurnGateway(self),
-                {m: ["user"] for m in methods},
-            )
+            (churn_pb2.DESCRIPTOR.services_by_name["Churn"], ChurnGateway(self), allowed)
         )
         log.info(
             "sp: churn tree of depth %d, %d comparisons a customer, %d ciphertexts an upload",
@@ -287,9 +353,15 @@ class ChurnService:
             if self.planning is not None:
                 self.planning.store.close()
 
-    def check_admin(self, name: str) -> None:
-        if name not in self.party.config.admins:
-            raise AuthorizationError(f"user {name!r} is not an admin of this SP")
+    def check_admin(self, ident: Any) -> None:
+        """Admins are "user" certificates named in the config's ``admins`` (never a front end
+        that bears an admin's name)."""
+        if ident.role != "user" or ident.name not in self.party.config.admins:
+            raise AuthorizationError(f"{ident.role} {ident.name!r} is not an admin of this SP")
+
+    def check_writer(self, ident: Any, ids: Sequence[str], what: str) -> bool:
+        """:func:`check_writer` with this SP's ``frontends``."""
+        return check_writer(ident, self.party.config.frontends, ids, what)
 
     async def psp_curve_key(self) -> bytes:
         """The PSP's curve public key (asked once, then kept: the PSP reloads the same key)."""
@@ -350,7 +422,9 @@ class ChurnService:
             log.info("sp: churn precomputation stopped: %s", exc)
 
     # -- uploads -------------------------------------------------------------------
-    async def upload(self, header: churn_pb2.CustomerChunk, blob: bytes) -> int:
+    async def upload(self, header: churn_pb2.CustomerChunk, blob: bytes, ident: Any) -> int:
+        """Store an upload's records as written by ``ident``, all or none (see :func:`check_writer`)."""
+        replace_only = self.check_writer(ident, header.customer_ids, "churn records")
         if header.layout_version != self.layout.version:
             raise EncodingError(
                 f"upload made for layout {header.layout_version}, the SP scores layout "
@@ -359,15 +433,17 @@ class ChurnService:
         items = _split_upload(
             header, blob, self.layout.record_bytes, lambda rec, who: private.check_record(self.layout, rec, who)
         )
-        await asyncio.get_running_loop().run_in_executor(None, self.store.put_many, self.layout.version, items)
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.store.put_many(self.layout.version, items, str(ident), replace_only=replace_only)
+        )
         self.warm_up()
         return len(items)
 
     # -- scoring -------------------------------------------------------------------
-    def start(self, admin_key: bytes, ids: Sequence[str]) -> Job:
+    def start(self, admin_key: bytes, ids: Sequence[str], owner: str) -> Job:
         _check_admin_key(admin_key)
         chosen = _choose(self.store, self.layout.version, ids, "record")
-        job = Job(job=uuid.uuid4().hex, ids=chosen, admin_key=admin_key)
+        job = Job(job=uuid.uuid4().hex, ids=chosen, admin_key=admin_key, owner=owner)
         self.jobs[job.job] = job
         self.party._spawn(self._run(job), f"churn scoring {job.job[:8]}")
         return job
@@ -409,10 +485,10 @@ class ChurnService:
             for i, c in enumerate(chunks):
                 group.create_task(one(i, c))
 
-    def status(self, job_id: str) -> churn_pb2.ScoreStatus:
+    def status(self, job_id: str, owner: str) -> churn_pb2.ScoreStatus:
         job = self.jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"no scoring job {job_id[:40]!r}")
+        if job is None or job.owner != owner:  # another admin's job is no more found than none
+            raise NotFound(f"no scoring job {job_id[:40]!r} of {owner!r}")
         out = churn_pb2.ScoreStatus(
             done=job.done,
             total=len(job.ids),
@@ -467,7 +543,9 @@ class Planning:
             self._forms[threshold] = (forms, plan_private.SpPlan.of(forms, self.layout))
         return self._forms[threshold]
 
-    async def upload(self, header: churn_pb2.CustomerChunk, blob: bytes) -> int:
+    async def upload(self, header: churn_pb2.CustomerChunk, blob: bytes, ident: Any) -> int:
+        """Store an upload's plan records as written by ``ident``, all or none."""
+        replace_only = check_writer(ident, self.party.config.frontends, header.customer_ids, "plan shares")
         if header.layout_version != self.version:
             raise EncodingError(
                 f"plan shares made for layout {header.layout_version}, the SP plans with layout "
@@ -477,10 +555,12 @@ class Planning:
             header, blob, plan_private.record_bytes(self.layout),
             lambda rec, who: plan_private.check_record(self.layout, rec, who),
         )
-        await asyncio.get_running_loop().run_in_executor(None, self.store.put_many, self.version, items)
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.store.put_many(self.version, items, str(ident), replace_only=replace_only)
+        )
         return len(items)
 
-    def start(self, admin_key: bytes, ids: Sequence[str], threshold: str) -> Job:
+    def start(self, admin_key: bytes, ids: Sequence[str], threshold: str, owner: str) -> Job:
         from crm.churn.plan import to_fraction
 
         _check_admin_key(admin_key)
@@ -489,7 +569,7 @@ class Planning:
             raise ParameterError(f"segment threshold {threshold}: not in 0..1")
         self.forms(t)
         chosen = _choose(self.store, self.version, ids, "plan shares")
-        job = Job(job=uuid.uuid4().hex, ids=chosen, admin_key=admin_key, threshold=str(t))
+        job = Job(job=uuid.uuid4().hex, ids=chosen, admin_key=admin_key, owner=owner, threshold=str(t))
         self.jobs[job.job] = job
         self.party._spawn(self._run(job, t), f"churn planning {job.job[:8]}")
         return job
@@ -522,12 +602,12 @@ class Planning:
             for i in range(0, len(job.ids), PLAN_CHUNK):
                 group.create_task(one(i // PLAN_CHUNK, job.ids[i : i + PLAN_CHUNK]))
 
-    def status(self, job_id: str, from_chunk: int = 0) -> churn_pb2.PlanStatus:
+    def status(self, job_id: str, owner: str, from_chunk: int = 0) -> churn_pb2.PlanStatus:
         """Progress, and once finished a page of results from ``from_chunk`` (at most
-        :data:`PAGE_BYTES`, at least one chunk)."""
+        :data:`PAGE_BYTES`, at least one chunk); only to the admin who started the job."""
         job = self.jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"no planning job {job_id[:40]!r}")
+        if job is None or job.owner != owner:
+            raise NotFound(f"no planning job {job_id[:40]!r} of {owner!r}")
         out = churn_pb2.PlanStatus(
             done=job.done, total=len(job.ids), finished=job.finished, error=job.error,
             seconds=job.seconds or time.perf_counter() - job.t0, segment_threshold=job.threshold,
@@ -543,8 +623,20 @@ class Planning:
         return out
 
 
+class ChurnKeyGateway:
+    """The PSP's ``ChurnKey`` service: the public half of its curve key."""
+
+    def __init__(self, party: Any) -> None:
+        self.party = party
+
+    async def GetScoringKey(self, req: Any, ident: Any, ctx: Any) -> churn_pb2.ScoringKey:
+        return churn_pb2.ScoringKey(curve_key=self.party.curve_key.public_key.to_bytes())
+
+
 class ChurnGateway:
-    """The gRPC methods (role "user"; scoring only for the configured admins)."""
+    """The gRPC methods: layouts and uploads for front ends and customers (each upload checked
+    record by record, :func:`check_writer`); scoring and planning for the configured admins,
+    each reading only its own jobs."""
 
     def __init__(self, service: ChurnService) -> None:
         self.s = service
@@ -557,28 +649,35 @@ class ChurnGateway:
     async def UploadCustomers(
         self, chunks: AsyncIterator[churn_pb2.CustomerChunk], ident: Any, ctx: Any
     ) -> churn_pb2.CustomerUploadReply:
-        check = _upload_size_check(self.s.layout.record_bytes, "records")
+        check = _upload_size_check(
+            self.s.layout.record_bytes, "records", lambda ids: self.s.check_writer(ident, ids, "churn records")
+        )
         header, blob = await rpc.reassemble(
             chunks,
             check,
             lambda c: bool(c.customer_ids or c.total_size or c.layout_version),
             "customer upload",
         )
-        stored = await self.s.upload(header, blob)
-        return churn_pb2.CustomerUploadReply(stored=stored, customers=self.s.store.count())
+        stored = await self.s.upload(header, blob, ident)
+        return churn_pb2.CustomerUploadReply(stored=stored, customers=self._count(self.s.store, ident))
+
+    @staticmethod
+    def _count(store: CustomerStore, ident: Any) -> int:
+        """How many customers the SP holds: a front end's business, not a customer's."""
+        return store.count() if ident.role == "frontend" else 0
 
     async def StartScoring(
         self, req: churn_pb2.ScoreRequest, ident: Any, ctx: Any
     ) -> churn_pb2.ScoreJob:
-        self.s.check_admin(ident.name)
-        job = self.s.start(bytes(req.admin_key), list(req.customer_ids))
+        self.s.check_admin(ident)
+        job = self.s.start(bytes(req.admin_key), list(req.customer_ids), ident.name)
         return churn_pb2.ScoreJob(job=job.job, customers=len(job.ids))
 
     async def ScoringStatus(
         self, req: churn_pb2.ScoreJobRequest, ident: Any, ctx: Any
     ) -> churn_pb2.ScoreStatus:
-        self.s.check_admin(ident.name)
-        return self.s.status(req.job)
+        self.s.check_admin(ident)
+        return self.s.status(req.job, ident.name)
 
     def _planning(self) -> Planning:
         if self.s.planning is None:
@@ -593,28 +692,34 @@ class ChurnGateway:
         self, chunks: AsyncIterator[churn_pb2.CustomerChunk], ident: Any, ctx: Any
     ) -> churn_pb2.CustomerUploadReply:
         pl = self._planning()
-        check = _upload_size_check(plan_private.record_bytes(pl.layout), "plan records")
+        check = _upload_size_check(
+            plan_private.record_bytes(pl.layout), "plan records",
+            lambda ids: self.s.check_writer(ident, ids, "plan shares"),
+        )
         header, blob = await rpc.reassemble(
             chunks, check, lambda c: bool(c.customer_ids or c.total_size or c.layout_version), "plan share upload"
         )
-        stored = await pl.upload(header, blob)
-        return churn_pb2.CustomerUploadReply(stored=stored, customers=pl.store.count())
+        stored = await pl.upload(header, blob, ident)
+        return churn_pb2.CustomerUploadReply(stored=stored, customers=self._count(pl.store, ident))
 
     async def StartPlanning(self, req: churn_pb2.PlanRequest, ident: Any, ctx: Any) -> churn_pb2.ScoreJob:
-        self.s.check_admin(ident.name)
-        job = self._planning().start(bytes(req.admin_key), list(req.customer_ids), req.segment_threshold or "1/2")
+        self.s.check_admin(ident)
+        job = self._planning().start(
+            bytes(req.admin_key), list(req.customer_ids), req.segment_threshold or "1/2", ident.name
+        )
         return churn_pb2.ScoreJob(job=job.job, customers=len(job.ids))
 
     async def PlanningStatus(self, req: churn_pb2.PlanJobRequest, ident: Any, ctx: Any) -> churn_pb2.PlanStatus:
-        self.s.check_admin(ident.name)
-        return self._planning().status(req.job, req.from_chunk)
+        self.s.check_admin(ident)
+        return self._planning().status(req.job, ident.name, req.from_chunk)
 
 
 # -- the client side --------------------------------------------------------------------------
 
 
 class ChurnClient(UserClient):
-    """A customer front end or the admin: layout, uploads, scoring (over the user certificate)."""
+    """A customer front end (a "frontend" certificate), a customer or the admin (a "user"
+    certificate): the PSP's key, layouts, uploads, scoring and planning."""
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -624,6 +729,13 @@ class ChurnClient(UserClient):
             "sp",
             self.traffic,
             config.sp,
+        )
+        self.keys = rpc.RawStub(
+            self._psp_channel,
+            churn_pb2.DESCRIPTOR.services_by_name["ChurnKey"],
+            "psp",
+            self.traffic,
+            config.psp,
         )
 
     async def layout(self) -> tuple[private.UploadLayout, int]:
@@ -636,11 +748,22 @@ class ChurnClient(UserClient):
         return layout, reply.layout_version
 
     async def scoring_key(self, wait_s: float = 0.0) -> bytes:
-        """The PSP's curve public key, read from the PSP itself (customers encrypt under it)."""
-        await self.public_key(wait_s=wait_s)
-        info = await self.psp.call(
-            "GetPublicKey", user_pb2.KeyRequest(), timeout=self.config.deadline_s
-        )
+        """The PSP's curve public key, read from the PSP itself (customers and front ends
+        encrypt under it); ``wait_s`` > 0 keeps retrying while the PSP is starting."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + wait_s
+        delay = 0.1
+        while True:
+            try:
+                info = await self.keys.call(
+                    "GetScoringKey", churn_pb2.ScoringKeyRequest(), timeout=self.config.deadline_s
+                )
+                break
+            except TransportError:
+                if loop.time() + delay > give_up:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 1.0)
         if not info.curve_key:
             raise TransportError("the PSP does not publish a curve key")
         return bytes(info.curve_key)

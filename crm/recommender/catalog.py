@@ -5,9 +5,10 @@ Two kinds of recommendations (DESIGN 4), both served by the SP through the
 
 **Static**: a product-to-product table an admin sets from CSV
 (:func:`parse_static_table`: ``product,recommended,rank``), stored in the SP's
-SQLite store as it is and served as it is. Only a user whose certificate name
-is in the SP's ``admins`` config list may set it (the default list is
-``["admin"]``); anyone may read it. It is public data: nothing is encrypted.
+SQLite store as it is and served as it is. Only a user (a certificate of role
+``"user"``) whose name is in the SP's ``admins`` config list may set it (the
+default list is empty); any user may read it. It is public data: nothing is
+encrypted. Front ends (role ``"frontend"``) call nothing here.
 
 **Dynamic** (co-purchase, docs/protocols/copurchase.md): the public
 parameters (:class:`CopurchaseParams`, the ``copurchase = "copurchase.json"``
@@ -55,7 +56,7 @@ from crm.recommender.private_copurchase import (
     CopurchaseLayout,
     counts_from_plaintexts,
     customer_contribution,
-    encrypt_contribution,
+    upload_plaintexts,
 )
 from mpc.elgamal import PublicKey
 from mpc.errors import (
@@ -330,7 +331,7 @@ class CatalogService:
         self.publish_lock = asyncio.Lock()
         self.stats: dict[str, Any] = {"contributions": 0, "refused": 0, "publications": 0}
         party.stats["catalog"] = self.stats
-        allowed = {m.name: ["user"] for m in CATALOG.methods}
+        allowed = {m.name: ["user"] for m in CATALOG.methods}  # no front end: it has nothing here
         party.grpc_services.append((CATALOG, CatalogServicer(self), allowed))
         if self.params is not None:
             party.upload_handlers[KIND] = self.upload
@@ -339,8 +340,9 @@ class CatalogService:
     def store(self) -> Any:
         return self.party.store
 
-    def require_admin(self, user: str, what: str) -> None:
-        if user not in self.party.config.admins:
+    def require_admin(self, user: str, what: str, *, role: str) -> None:
+        """Admins are certificates of role "user" named in the config's ``admins``."""
+        if role != "user" or user not in self.party.config.admins:
             raise AuthorizationError(f"{user!r} may not {what}: only the SP's admins may")
 
     def layout(self) -> CopurchaseLayout:
@@ -352,9 +354,9 @@ class CatalogService:
         return self._layout
 
     # -- static table ----------------------------------------------------------------------
-    async def set_static(self, user: str, text: str, source: str) -> tuple[int, int, int]:
+    async def set_static(self, user: str, text: str, source: str, *, role: str) -> tuple[int, int, int]:
         """Admin: parse and store a whole table; returns (version, products, entries)."""
-        self.require_admin(user, "set the static recommendations")
+        self.require_admin(user, "set the static recommendations", role=role)
         try:
             entries = parse_static_table(text, source or "<static table>")
         except DataError as exc:
@@ -376,8 +378,9 @@ class CatalogService:
             }
         return self._customers
 
-    async def upload(self, user: str, header: Any, cts: list[Any], blob: bytes) -> int:
-        """UserGateway.Upload of kind "copurchase": check the layout, then replace the record."""
+    async def upload(self, user: str, header: Any, cts: list[Any], blob: bytes, proofs: bytes = b"") -> int:
+        """UserGateway.Upload of kind "copurchase" (every proof already verified): check the
+        layout, then replace the record."""
         lay = self.layout()
         try:
             if header.layout_version != lay.version:
@@ -436,9 +439,11 @@ class CatalogService:
             raise NotFound("no co-purchase contributions are stored for the current layout")
         return agg.result(), versions, stale
 
-    async def publish(self, user: str, time_left: float | None = None) -> catalog_pb2.PublishReply:
+    async def publish(
+        self, user: str, time_left: float | None = None, *, role: str
+    ) -> catalog_pb2.PublishReply:
         """Admin: sum the stored uploads, decrypt the sum with the PSP, store and serve the counts."""
-        self.require_admin(user, "publish co-purchase counts")
+        self.require_admin(user, "publish co-purchase counts", role=role)
         lay = self.layout()
         async with self.publish_lock:
             pk, share = self.party.require_key()
@@ -530,7 +535,7 @@ class CatalogServicer:
         self.s = service
 
     async def SetStaticTable(self, req: Any, ident: Any, ctx: Any) -> catalog_pb2.StaticTableReply:
-        version, products, entries = await self.s.set_static(ident.name, req.csv, req.source)
+        version, products, entries = await self.s.set_static(ident.name, req.csv, req.source, role=ident.role)
         return catalog_pb2.StaticTableReply(version=version, products=products, entries=entries)
 
     async def GetStatic(self, req: Any, ident: Any, ctx: Any) -> catalog_pb2.StaticReply:
@@ -554,7 +559,7 @@ class CatalogServicer:
         )
 
     async def PublishCopurchase(self, req: Any, ident: Any, ctx: Any) -> catalog_pb2.PublishReply:
-        return await self.s.publish(ident.name, _time_left(ctx))
+        return await self.s.publish(ident.name, _time_left(ctx), role=ident.role)
 
     async def GetCopurchase(self, req: Any, ident: Any, ctx: Any) -> catalog_pb2.CopurchaseReply:
         return await self.s.party.run_crypto(self.s.read, req)
@@ -608,11 +613,7 @@ class CatalogClient:
         pk = pk or await self.user.public_key(precompute=True)
         lay = layout or await self.layout(pk)
         packed = customer_contribution([tuple(b) for b in baskets], lay)
-        loop = asyncio.get_running_loop()
-        blob = await loop.run_in_executor(
-            None, lambda: pk.ciphertexts_to_bytes(encrypt_contribution(pk, packed, lay))
-        )
-        return int(await self.user.upload_ciphertexts(KIND, blob, lay.ciphertexts, lay.version))
+        return int(await self.user.upload(KIND, upload_plaintexts(pk, packed, lay), lay.version, pk=pk))
 
     async def publish(self) -> catalog_pb2.PublishReply:
         """Admin: ask the SP to sum and jointly decrypt the stored contributions now."""

@@ -340,7 +340,8 @@ class _Progress:
 
 async def _upload_worker(args: argparse.Namespace) -> dict[str, Any]:
     from crm.recommender.catalog import KIND, CatalogClient
-    from crm.recommender.private_copurchase import contribution, encrypt_contribution
+    from crm.recommender.private_copurchase import contribution, upload_plaintexts
+    from mpc.elgamal.proofs import UploadContext, encrypt_proven
     from mpc.parties.user import UserClient, UserConfig
 
     everyone = json.loads(Path(args.baskets).read_text())
@@ -365,19 +366,20 @@ async def _upload_worker(args: argparse.Namespace) -> dict[str, Any]:
     up_s: list[float] = []
     done = 0
 
-    def encrypt(u: str) -> bytes:
+    def encrypt(u: str) -> tuple[bytes, bytes]:
         t = time.perf_counter()
-        blob = pk.ciphertexts_to_bytes(encrypt_contribution(pk, contribution(own[u], lay), lay))
+        context = UploadContext(pk, u, KIND, lay.version).digest()
+        cts, proofs = encrypt_proven(pk, upload_plaintexts(pk, contribution(own[u], lay), lay), context)
         enc_s.append(time.perf_counter() - t)
-        return blob
+        return pk.ciphertexts_to_bytes(cts), proofs
 
     async def one(u: str) -> None:
         nonlocal sent, done
         async with sem:
-            blob = await loop.run_in_executor(encrypting, encrypt, u)
+            blob, proofs = await loop.run_in_executor(encrypting, encrypt, u)
             async with UserClient(config(u)) as client:
                 t = time.perf_counter()
-                await client.upload_ciphertexts(KIND, blob, lay.ciphertexts, lay.version)
+                await client.upload_proven(KIND, blob, proofs, lay.ciphertexts, lay.version)
                 up_s.append(time.perf_counter() - t)
                 sent += client.bytes_sent
             done += 1

@@ -79,6 +79,7 @@ __all__ = [
     "encrypt_contribution",
     "encrypt_contributions",
     "run_local_copurchase",
+    "upload_plaintexts",
 ]
 
 KIND = "copurchase"
@@ -238,6 +239,13 @@ def _check_packed(layout: CopurchaseLayout, packed: Sequence[int]) -> list[int]:
             f"a contribution has {layout.ciphertexts} plaintexts for this layout, got {len(packed)}"
         )
     return [layout.slots.check_packed(x) for x in packed]
+
+
+def upload_plaintexts(pk: PublicKey, packed: Sequence[int], layout: CopurchaseLayout) -> list[int]:
+    """One customer's packed plaintexts, checked for this key and layout, ready to encrypt and
+    prove for an upload (:meth:`mpc.parties.user.UserClient.upload`)."""
+    layout.check_key(pk)
+    return _check_packed(layout, packed)
 
 
 def encrypt_contribution(

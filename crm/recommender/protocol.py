@@ -76,6 +76,18 @@ def compare_params(layout: RecLayout) -> compare.CompareParams:
     )
 
 
+def check_mode(ctx: SessionContext) -> None:
+    """PSP: the SP must start the protocol the PSP's own recommender parameters run (input
+    ``protocol``, from its RecParams' ``top_n`` and ``selection``): a PSP whose parameters say
+    "recommend-rank" (nothing revealed) never plays "recommend-topn" (order relations revealed)."""
+    expected = ctx.inputs.get("protocol")
+    if expected is not None and expected != ctx.protocol.name:
+        raise ParameterError(
+            f"the SP started protocol {ctx.protocol.name!r}; this PSP's recommender parameters "
+            f"(top_n, selection) run protocol {expected!r}"
+        )
+
+
 def check_compare_layout(layout: RecLayout, pk: PublicKey) -> None:
     """The similarity blocks must be exactly the comparison's packed layout."""
     cl = compare_params(layout).layout(pk)
@@ -288,6 +300,7 @@ class PspRecommend:
         pk: PublicKey = i["pk"]
         share: KeyShare = i["share"]
         rc: RunCrypto = i.get("run_crypto") or _inline
+        check_mode(ctx)
         check_compare_layout(layout, pk)
         await psp_similarities(ctx, layout, pk, share, i["blocks"], rc)
         await compare.psp_compare(

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from crm.recommender.private import RecLayout, UserRecord
-from crm.recommender.protocol import AGGREGATE_STEPS, psp_aggregate, sp_aggregate
+from crm.recommender.protocol import AGGREGATE_STEPS, check_mode, psp_aggregate, sp_aggregate
 from crm.recommender.topn import RANKED_STEPS, psp_ranked_singles, sp_ranked_singles, topn_layout
 from mpc.comparison.pools import PspPools
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, sum_ciphertexts
@@ -115,6 +115,7 @@ class SpRank:
 
 class PspRank:
     async def run(self, ctx: SessionContext) -> object:
+        check_mode(ctx)
         i = ctx.inputs
         layout: RecLayout = topn_layout(i["layout"])
         pk: PublicKey = i["pk"]

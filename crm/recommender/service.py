@@ -67,6 +67,7 @@ from crm.recommender.protocol import compare_params  # importing it registers "r
 from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, PublicKey, sum_ciphertexts
 from mpc.elgamal.params import GroupParams
+from mpc.elgamal.proofs import UploadContext, proof_bytes, verify_upload
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
 from mpc.parties.config import load_parameters
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
@@ -283,9 +284,7 @@ async def upload_ratings(client: Any, params: RecParams, own: Mapping[str, int],
     pk = pk or await client.public_key()
     layout = params.layout(pk.params)
     plains = upload_plaintexts(params, layout, client.config.name, own)
-    loop = asyncio.get_running_loop()
-    blob = await loop.run_in_executor(None, lambda: pk.ciphertexts_to_bytes([pk.encrypt(m) for m in plains]))
-    return int(await client.upload_ciphertexts(REC_KIND, blob, len(plains), params.layout_version))
+    return int(await client.upload(REC_KIND, plains, params.layout_version, pk=pk))
 
 
 class Fetched(NamedTuple):
@@ -532,7 +531,11 @@ class RecommenderService:
         return int(version)
 
     # -- SP: upload ----------------------------------------------------------------------
-    async def upload(self, user: str, header: user_pb2.UploadChunk, cts: list[Ciphertext], blob: bytes) -> int:
+    async def upload(
+        self, user: str, header: user_pb2.UploadChunk, cts: list[Ciphertext], blob: bytes, proofs: bytes
+    ) -> int:
+        """A user's upload, its proofs verified by the SP: replicate it (with the proofs, which the
+        PSP verifies again), then store it."""
         pos = self._check(user, header.layout_version, header.count)
         record = UserRecord.split(self.layout, cts)
         async with self.lock:
@@ -545,8 +548,9 @@ class RecommenderService:
                         kind=REC_KIND,
                         layout_version=header.layout_version,
                         count=header.count,
-                        total_size=len(blob),
-                        data=blob,
+                        total_size=len(blob) + len(proofs),
+                        proof_width=header.proof_width,
+                        data=blob + proofs,
                     )
                 },
             )
@@ -559,16 +563,32 @@ class RecommenderService:
 
     # -- PSP: replica ----------------------------------------------------------------------
     async def keep_replica(self, user: str, msg: user_pb2.UploadChunk) -> int:
+        """PSP: verify a replicated upload's proofs itself (bound to the user the SP names), then keep it.
+
+        The PSP does not take the SP's word that the proofs held: it checks them
+        against the same statement (joint key, user, kind, layout version,
+        position), so no ciphertext enters its store unproven."""
         pk, _ = self.party.require_key()
         if msg.kind != REC_KIND:
             raise ParameterError(f"replicated record of kind {msg.kind!r}, expected {REC_KIND!r}")
         pos = self._check(user, msg.layout_version, msg.count)
-        if len(msg.data) != msg.count * pk.ciphertext_bytes or msg.total_size != len(msg.data):
+        width, pw = pk.ciphertext_bytes, proof_bytes(pk.params)
+        if msg.proof_width != pw:
+            raise EncodingError(f"replicated record without its proofs (proof_width {msg.proof_width}, expected {pw})")
+        if len(msg.data) != msg.count * (width + pw) or msg.total_size != len(msg.data):
             raise EncodingError("replicated record: size does not match its count")
-        cts = await self.party.run_crypto(pk.ciphertexts_from_bytes, msg.data, msg.count)
+        blob, proofs = msg.data[: msg.count * width], msg.data[msg.count * width :]
+        statement = UploadContext(pk, user, REC_KIND, msg.layout_version)
+
+        def validate() -> list[Ciphertext]:
+            cts = pk.ciphertexts_from_bytes(blob, msg.count)
+            verify_upload(pk, cts, proofs, statement)
+            return cts
+
+        cts = await self.party.run_crypto(validate)
         record = UserRecord.split(self.layout, cts)
         async with self.lock:
-            version = await self.party.run_crypto(self._keep_sync, user, pos, msg.layout_version, msg.data, record)
+            version = await self.party.run_crypto(self._keep_sync, user, pos, msg.layout_version, blob, record)
             await self._ready()  # rebuild the stale block now: a query's inputs are taken synchronously
             self.stats["replicas"] += 1
         return version
@@ -700,11 +720,18 @@ class RecommenderService:
 
     # -- PSP: responder of "recommend" ------------------------------------------------------
     def psp_recommend_inputs(self, raw: bytes) -> dict[str, Any]:
+        from mpc.protocols.compare import required_kappa
+
         start = parse_message(recommend_pb2.RecommendInputs, raw, "recommend inputs")
         if start.layout_version != self.params.layout_version or start.comparisons != self.layout.n_users:
             raise ParameterError(
-                f"the SP asks for layout version {start.layout_version} over {start.comparisons} users; this PSP "
-                f"has {self.params.layout_version} over {self.layout.n_users}"
+                f"the SP asks for layout_version = {start.layout_version} over comparisons = {start.comparisons} "
+                f"users; this PSP's recommender parameters have {self.params.layout_version} over {self.layout.n_users}"
+            )
+        if self.layout.kappa < required_kappa(self.party):
+            raise ParameterError(
+                f"the recommender's layout blinds with kappa = {self.layout.kappa} bits; this PSP's config "
+                f"requires kappa >= {required_kappa(self.party)}"
             )
         pk, share = self.party.require_key()
         records, blocks = self._ready_sync()  # normally nothing left to do: replicas rebuild their block
@@ -717,5 +744,6 @@ class RecommenderService:
             "blocks": blocks,
             "compare_pools": pools,
             "top_n": self.params.top_n,
+            "protocol": self.params.protocol,  # the mode of its own parameters: the SP must start it
             "run_crypto": self.party.run_crypto,
         }

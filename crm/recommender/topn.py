@@ -55,6 +55,7 @@ from crm.recommender.private import (
 )
 from crm.recommender.protocol import (
     batch_message,
+    check_mode,
     open_steps,
     psp_aggregate_shares,
     psp_open,
@@ -435,6 +436,8 @@ class SpTopN:
                 break
             if rnd == MAX_ROUNDS:
                 raise ProtocolError(f"selection did not finish in {MAX_ROUNDS} rounds")
+            if len(pairs) > n - 1:  # a selection round compares the candidates with one pivot
+                raise ProtocolError(f"round {rnd}: the PSP asks for {len(pairs)} pairs; a round compares at most {n - 1}")
             values = held_values(held, pairs, bits)
             await compare.sp_compare_held(ctx, ot_key=pools.ot, values=values, bits=bits, prefix=f"r{rnd}-", run_crypto=rc)
 
@@ -445,6 +448,7 @@ class SpTopN:
 
 class PspTopN:
     async def run(self, ctx: SessionContext) -> object:
+        check_mode(ctx)
         i = ctx.inputs
         layout: RecLayout = topn_layout(i["layout"])
         pk: PublicKey = i["pk"]

@@ -59,6 +59,8 @@ OP_NAMES = (
     "scalar_mul",
     "partial_decrypt",
     "combine",
+    "prove",
+    "verify",
     "pack40",
     "curve_encrypt",
     "curve_is_zero",
@@ -67,6 +69,9 @@ OP_NAMES = (
 KEY_ORDER = (
     "bits",
     "ops_ms",
+    "prove_ms",
+    "verify_ms",
+    "proven_encrypt_vs_encrypt",
     "encrypt_per_s",
     "batch_encrypt_per_s",
     "batch_speedup",
@@ -320,6 +325,32 @@ def run_benchmark(
 
     timings["combine"] = measure(combine_one, **kw)
 
+    log("upload proofs (prove, verify) ...")
+    from mpc.elgamal.proofs import UploadContext, prove, verify
+
+    context = UploadContext(pk, "bench-user", "values", 1).digest()
+    proven = []
+    for i in range(16):
+        r = pk.random_exponent()
+        ct = pk.encrypt(secrets.randbelow(n), r)
+        proven.append((ct, r, prove(pk, ct, r, context, i), i))
+    if not all(verify(pk, ct, pr, context, i) for ct, _, pr, i in proven):
+        raise MpcError("upload proofs do not verify: refusing to benchmark")
+    nxt_proven = _cycle(proven)
+
+    def prove_one() -> object:
+        ct, r, _, i = nxt_proven()
+        return prove(pk, ct, r, context, i)
+
+    def verify_one() -> bool:
+        ct, _, pr, i = nxt_proven()
+        return verify(pk, ct, pr, context, i)
+
+    timings["prove"] = measure(prove_one, **kw)
+    timings["verify"] = measure(verify_one, **kw)
+    result["prove_ms"] = timings["prove"].median_ms
+    result["verify_ms"] = timings["verify"].median_ms
+
     log("packing ...")
     layout = pack_layout(params.plaintext_bits)
     values = [secrets.randbits(layout.value_bits) for _ in range(layout.slots)]
@@ -368,6 +399,10 @@ def run_benchmark(
     result["raw_powmod_ms"] = raw.median_ms
     result["encrypt_per_s"] = 1000.0 / timings["encrypt"].median_ms
     result["encrypt_vs_raw_powmod"] = raw.median_ms / timings["encrypt"].median_ms
+    # what an upload costs the user per ciphertext, with its proof, over encryption alone
+    result["proven_encrypt_vs_encrypt"] = (timings["encrypt"].median_ms + result["prove_ms"]) / timings[
+        "encrypt"
+    ].median_ms
 
     if with_phe:
         log(f"python-paillier {bits}-bit (key generation, then encryption) ...")

@@ -7,10 +7,15 @@ steps, and the holders run them in lockstep:
    holds every other holder's commitment, so nobody can choose h_i as a
    function of the others' (no bias of the joint key, no "rogue key" h_i =
    g^a / h_j that would give one holder the whole key).
-2. **reveal**: send h_i, the nonce, and a non-interactive Girault-Poupard-Stern
-   proof of knowledge of x_i (Fiat-Shamir over the session and party).
+2. **reveal**: send a_i = g^x_i, the nonce, and a non-interactive
+   Girault-Poupard-Stern proof of knowledge of x_i (Fiat-Shamir over the
+   session and party), checked on squares.
 
-The joint key is h = prod h_i; holder i keeps x_i. GPS suits a group of unknown
+The joint key is h = prod a_i^2 = g^(2x); holder i keeps x_i. Everything is on
+squares so that a share with a component of order 2 (a_i = -g^x passes a GPS
+check whenever the challenge is even) has no effect: its square is g^(2x). A
+share whose Jacobi symbol is -1 carries such a component visibly and is
+refused outright (for N = 3 mod 4 that catches -g^x itself). GPS suits a group of unknown
 order: the response s = k + e x is an integer, never reduced modulo an order,
 and k has |x| + |e| + 128 bits so s statistically hides x. See
 docs/keygen.md for what this assures and what it does not.
@@ -92,7 +97,9 @@ class Proof:
 
 @dataclass(frozen=True)
 class Reveal:
-    """Opening of a commitment: h_i, the nonce, and the proof of knowledge."""
+    """Opening of a commitment: a_i = g^x_i (field ``h``), the nonce, and the proof of knowledge.
+
+    The holder's factor of the joint key is a_i^2."""
 
     party: str
     h: mpz
@@ -113,21 +120,27 @@ def commitment_digest(params: GroupParams, session: bytes, party: str, h: int, n
     ).digest()
 
 
+def _square(params: GroupParams, v: int) -> mpz:
+    return gmpy2.f_mod(mpz(v) * v, params.n2)
+
+
 def challenge(params: GroupParams, h: int, t: int, context: bytes) -> mpz:
-    """Fiat-Shamir challenge e of CHALLENGE_BITS bits, bound to the key, the statement and context."""
+    """Fiat-Shamir challenge e of CHALLENGE_BITS bits, bound to the key, the statement and context.
+
+    It hashes the squares of h and t: the statement is about squares (module docstring)."""
     d = _hash(
         PROOF_DOMAIN,
         int(params.n).to_bytes(params.element_bytes, "big"),
         element_to_bytes(params, params.g),
-        element_to_bytes(params, h),
-        element_to_bytes(params, t),
+        element_to_bytes(params, _square(params, h)),
+        element_to_bytes(params, _square(params, t)),
         context,
     ).digest()
     return mpz(int.from_bytes(d[: CHALLENGE_BITS // 8], "big"))
 
 
 def prove_knowledge(params: GroupParams, x: int, h: int, context: bytes) -> Proof:
-    """Prove knowledge of x with h = g^x, bound to ``context`` (session and party)."""
+    """Prove knowledge of x with h^2 = g^(2x), bound to ``context`` (session and party)."""
     k = mpz(secrets.randbits(_nonce_bits(params)))
     t = gmpy2.powmod(params.g, k, params.n2)
     e = challenge(params, h, t, context)
@@ -135,7 +148,7 @@ def prove_knowledge(params: GroupParams, x: int, h: int, context: bytes) -> Proo
 
 
 def verify_knowledge(params: GroupParams, h: int, proof: Proof, context: bytes) -> bool:
-    """Check g^s == t h^e and that s is in range; False on any failure."""
+    """Check (g^s)^2 == (t h^e)^2 and that s is in range; False on any failure."""
     try:
         _check_element(params, mpz(proof.t), "proof t")
         _check_element(params, mpz(h), "public share")
@@ -144,8 +157,8 @@ def verify_knowledge(params: GroupParams, h: int, proof: Proof, context: bytes) 
     if proof.s < 0 or proof.s.bit_length() > _nonce_bits(params) + 1:
         return False
     e = challenge(params, h, proof.t, context)
-    lhs = gmpy2.powmod(params.g, proof.s, params.n2)
-    rhs = gmpy2.f_mod(proof.t * gmpy2.powmod(h, e, params.n2), params.n2)
+    lhs = gmpy2.powmod(params.g, 2 * proof.s, params.n2)
+    rhs = _square(params, gmpy2.f_mod(proof.t * gmpy2.powmod(h, e, params.n2), params.n2))
     return lhs == rhs
 
 
@@ -176,7 +189,7 @@ class KeygenHolder:
     def commit(self) -> Commitment:
         return Commitment(
             self.party,
-            commitment_digest(self.params, self.session, self.party, self.share.h, self.nonce),
+            commitment_digest(self.params, self.session, self.party, self.share.root, self.nonce),
         )
 
     def receive_commitments(self, commitments: Sequence[Commitment]) -> None:
@@ -197,9 +210,9 @@ class KeygenHolder:
         if self._peers is None:
             raise KeyGenerationError("reveal before every other holder's commitment arrived")
         proof = prove_knowledge(
-            self.params, self.share.x, self.share.h, proof_context(self.session, self.party)
+            self.params, self.share.x, self.share.root, proof_context(self.session, self.party)
         )
-        return Reveal(self.party, self.share.h, self.nonce, proof)
+        return Reveal(self.party, self.share.root, self.nonce, proof)
 
     def finish(
         self, reveals: Sequence[Reveal], *, window: int = DEFAULT_WINDOW
@@ -215,7 +228,7 @@ class KeygenHolder:
         h = self.share.h
         for party, r in sorted(got.items()):
             check_reveal(p, self.session, self._peers[party], r)
-            h = gmpy2.f_mod(h * r.h, p.n2)
+            h = gmpy2.f_mod(h * _square(p, r.h), p.n2)
         return PublicKey(p, h, window=window), self.share
 
 
@@ -226,8 +239,13 @@ def check_reveal(params: GroupParams, session: bytes, commitment: Commitment, re
         _check_element(params, mpz(reveal.h), f"public share of {who!r}")
     except EncodingError as exc:
         raise KeyGenerationError(str(exc)) from exc
-    if reveal.h == 1:
-        raise KeyGenerationError(f"holder {who!r} revealed the degenerate share h_i = 1")
+    if _square(params, reveal.h) == 1:
+        raise KeyGenerationError(f"holder {who!r} revealed a degenerate share (its square is 1)")
+    if gmpy2.jacobi(mpz(reveal.h) % params.n, params.n) != 1:
+        raise KeyGenerationError(
+            f"holder {who!r} revealed a share with a component of order 2 (Jacobi symbol -1): "
+            "no g^x has one"
+        )
     expect = commitment_digest(params, session, who, reveal.h, reveal.nonce)
     if not hmac.compare_digest(expect, commitment.digest):
         raise KeyGenerationError(f"holder {who!r}: reveal does not open its commitment")

@@ -7,8 +7,10 @@ The Bresson-Catalano-Pointcheval construction (DESIGN 3.1)::
 
 (1+N)^m = 1 + mN mod N^2, so the message costs one multiplication and
 decryption needs no discrete log: plaintexts are all of Z_N. The key is shared
-additively over the integers, x = x_1 + x_2; each holder gives a partial
-decryption c1^(x_i), and whoever holds both partials (and c) decrypts.
+additively over the integers on squares: h = g^(2x) with x = x_1 + x_2; each
+holder gives a partial decryption c1^(2 x_i), and whoever holds both partials
+(and c) decrypts. Working on squares removes every element of order 2 (-1
+among them) from what a key share ever touches (docs/security.md).
 
 Raw maths only: nothing here imports networking.
 """
@@ -25,11 +27,18 @@ from gmpy2 import f_mod, mpz
 
 from mpc.elgamal.fixedbase import FixedBaseTable
 from mpc.elgamal.opcount import OPS
-from mpc.elgamal.params import GroupParams
+from mpc.elgamal.params import STAT_BITS, GroupParams
 from mpc.errors import DecryptionError, EncodingError, ParameterError
 from mpc.pool import Pool
 
 DEFAULT_WINDOW = 8
+PROOF_CHALLENGE_BITS = 128
+"""Challenge bits of the upload proofs (:mod:`mpc.elgamal.proofs`)."""
+
+
+def g_table_bits(params: GroupParams) -> int:
+    """Exponent bits g's fixed-base table covers: an upload proof's response, the longest."""
+    return params.exponent_bits + PROOF_CHALLENGE_BITS + STAT_BITS + 1
 
 
 def _check_element(params: GroupParams, v: mpz, what: str) -> mpz:
@@ -177,7 +186,7 @@ class PublicKey:
                 if self._tables is None:
                     p = self.params
                     self._tables = (
-                        FixedBaseTable(p.g, p.n2, p.exponent_bits, self.window),
+                        FixedBaseTable(p.g, p.n2, g_table_bits(p), self.window),
                         FixedBaseTable(self.h, p.n2, p.exponent_bits, self.window),
                     )
         return self._tables
@@ -293,34 +302,45 @@ class PublicKey:
 
 @dataclass(frozen=True)
 class KeyShare:
-    """One key holder's secret x_i (|N| + 128 bits) and its public part h_i = g^x_i."""
+    """One key holder's secret x_i (|N| + 128 bits) and its public parts.
+
+    ``root`` = g^(x_i) is what the holder reveals in key generation; ``h`` =
+    root^2 = g^(2 x_i) is its factor of the joint key. Everything that touches
+    a key share works on squares: the joint key is a product of squares and a
+    partial decryption is c1^(2 x_i), so an element of order 2 (in a share or
+    in a ciphertext) leaks nothing about x_i (docs/security.md).
+    """
 
     params: GroupParams
     x: mpz = field(repr=False)
+    root: mpz = field(init=False, repr=False)
     h: mpz = field(init=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.x < (1 << self.params.exponent_bits):
             raise ParameterError(f"a key share must be in [1, 2^{self.params.exponent_bits})")
-        object.__setattr__(self, "h", gmpy2.powmod(self.params.g, self.x, self.params.n2))
+        n2 = self.params.n2
+        root = gmpy2.powmod(self.params.g, self.x, n2)
+        object.__setattr__(self, "root", root)
+        object.__setattr__(self, "h", f_mod(root * root, n2))
 
     @classmethod
     def generate(cls, params: GroupParams) -> KeyShare:
         return cls(params, mpz(secrets.randbits(params.exponent_bits)))
 
     def partial_decrypt(self, ct: Ciphertext) -> mpz:
-        """c1^(x_i) mod N^2: this holder's contribution to a decryption."""
+        """c1^(2 x_i) mod N^2: this holder's contribution to a decryption (on the square of c1)."""
         OPS["partial_decrypt"] += 1
-        OPS["partial_decrypt_bits"] += int(self.x).bit_length()
-        return gmpy2.powmod(ct.c1, self.x, self.params.n2)
+        OPS["partial_decrypt_bits"] += int(self.x).bit_length() + 1
+        return gmpy2.powmod(ct.c1, 2 * self.x, self.params.n2)
 
     def partial_decrypt_many(self, cts: Sequence[Ciphertext]) -> list[mpz]:
         """Partial decryptions of a batch; gmpy2 releases the GIL inside (see mpc.elgamal.batch)."""
         if not cts:
             return []
         OPS["partial_decrypt"] += len(cts)
-        OPS["partial_decrypt_bits"] += len(cts) * int(self.x).bit_length()
-        return list(gmpy2.powmod_base_list([c.c1 for c in cts], self.x, self.params.n2))
+        OPS["partial_decrypt_bits"] += len(cts) * (int(self.x).bit_length() + 1)
+        return list(gmpy2.powmod_base_list([c.c1 for c in cts], 2 * self.x, self.params.n2))
 
     def to_bytes(self) -> bytes:
         """The secret exponent, fixed width. Store it with file mode 0600."""

@@ -1,9 +1,11 @@
 """Certificates for mutual TLS between the parties: a private CA and one certificate per party.
 
 A party is identified by its certificate, never by its address. Its identity is
-``(role, name)``, with role ``"sp"``, ``"psp"`` or ``"user"``; the SP is named
-``"sp"``, the PSP ``"psp"`` and a user by its id (``"u0001"``, or any string of
-``[A-Za-z0-9._-]{1,64}``). The identity is written twice in each certificate:
+``(role, name)``, with role ``"sp"``, ``"psp"``, ``"user"`` or ``"frontend"``; the SP
+is named ``"sp"``, the PSP ``"psp"``, a user by its id (``"u0001"``, or any string of
+``[A-Za-z0-9._-]{1,64}``) and a front end (a service that uploads on behalf of many
+customers, trusted only by an SP whose ``frontends`` config names it) likewise. The
+identity is written twice in each certificate:
 
 - the Subject common name is the name (for people reading ``openssl x509``);
 - a URI SubjectAlternativeName ``urn:mpc-crm:<role>:<name>`` is the
@@ -11,8 +13,8 @@ A party is identified by its certificate, never by its address. Its identity is
 
 Keys are ECDSA P-256 (cheap handshakes). Server certificates (SP, PSP) also
 carry DNS/IP names for the hosts they serve on and both the serverAuth and
-clientAuth extended key usages, since the servers call each other; user
-certificates carry clientAuth only.
+clientAuth extended key usages, since the servers call each other; user and
+front-end certificates carry clientAuth only.
 
 Files, all PEM, in one directory: ``ca.pem``, ``ca.key`` and per party
 ``<name>.pem``, ``<name>.key``. Private keys are written **unencrypted** (a
@@ -65,8 +67,8 @@ __all__ = [
     "validate_name",
 ]
 
-ROLES: tuple[str, ...] = ("sp", "psp", "user")
-"""The three kinds of party."""
+ROLES: tuple[str, ...] = ("sp", "psp", "user", "frontend")
+"""The kinds of party: the two servers, users (customers, admins) and front ends."""
 SERVER_NAMES: dict[str, str] = {"sp": "sp", "psp": "psp"}
 """The fixed name of each server role (there is one SP and one PSP)."""
 URI_PREFIX = "urn:mpc-crm:"
@@ -103,7 +105,10 @@ def validate_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class PeerIdentity:
-    """Who a peer is, as its certificate says: a role and a name (``("user", "u0001")``)."""
+    """Who a peer is, as its certificate says: a role and a name (``("user", "u0001")``).
+
+    Authorisation compares both: a ``"frontend"`` certificate named like a user or an
+    admin is not that user or admin."""
 
     role: str
     name: str
@@ -117,8 +122,8 @@ class PeerIdentity:
             raise ParameterError(f"the {self.role} party must be named {fixed!r}, not {self.name!r}")
         if self.name.lower() in _RESERVED_NAMES:
             raise ParameterError(f"{self.name!r} is reserved for the CA's files")
-        if self.role == "user" and self.name.lower() in SERVER_NAMES.values():
-            raise ParameterError(f"{self.name!r} cannot be a user id (it names a server)")
+        if fixed is None and self.name.lower() in SERVER_NAMES.values():
+            raise ParameterError(f"{self.name!r} cannot be a {self.role} name (it names a server)")
 
     @property
     def uri(self) -> str:
@@ -372,7 +377,9 @@ class CertAuthority:
             usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
         else:
             if hosts:
-                raise ParameterError("a user certificate carries no host names (users do not serve)")
+                raise ParameterError(
+                    f"a {ident.role} certificate carries no host names (only the servers serve)"
+                )
             names = []
             usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
         out_dir = _ensure_dir(self.out_dir)
@@ -488,25 +495,35 @@ def create_deployment(
     sp_hosts: Sequence[str] = (),
     psp_hosts: Sequence[str] = (),
     *,
+    frontends: Sequence[str] = (),
     days: int = DEFAULT_DAYS,
     overwrite: bool = False,
 ) -> dict[str, IssuedCert]:
-    """Create a CA and certificates for the SP, the PSP and every user in ``users``.
+    """Create a CA and certificates for the SP, the PSP, every user in ``users`` and every
+    front end in ``frontends`` (role ``"frontend"``; an SP trusts one only if its config's
+    ``frontends`` names it).
 
-    Every argument is checked before anything is written. Returns the issued
-    certificates by party name (``"sp"``, ``"psp"``, then the user ids); the
-    CA's files are ``out_dir/ca.pem`` and ``out_dir/ca.key``.
+    Every argument is checked before anything is written; a name is used once across users
+    and front ends (their files share the directory). Returns the issued certificates by
+    party name (``"sp"``, ``"psp"``, the user ids, then the front ends); the CA's files are
+    ``out_dir/ca.pem`` and ``out_dir/ca.key``.
     """
     if isinstance(users, str):
         raise ParameterError("users must be a list of user ids, not one string")
+    if isinstance(frontends, str):
+        raise ParameterError("frontends must be a list of names, not one string")
     _check_days(days)
     seen: dict[str, str] = {}
-    for uid in users:
-        PeerIdentity("user", uid)
-        folded = uid.lower()
-        if folded in seen:
-            raise ParameterError(f"user id {uid!r} given twice (ids are compared case-insensitively)")
-        seen[folded] = uid
+    for role, names in (("user", users), ("frontend", frontends)):
+        for name in names:
+            PeerIdentity(role, name)
+            folded = name.lower()
+            if folded in seen:
+                raise ParameterError(
+                    f"{role} name {name!r} given twice (names are compared case-insensitively, "
+                    "across users and front ends)"
+                )
+            seen[folded] = name
     _host_names(sp_hosts or DEFAULT_SERVER_HOSTS)
     _host_names(psp_hosts or DEFAULT_SERVER_HOSTS)
 
@@ -517,4 +534,6 @@ def create_deployment(
     }
     for uid in users:
         issued[uid] = ca.issue("user", uid, days=days)
+    for name in frontends:
+        issued[name] = ca.issue("frontend", name, days=days)
     return issued

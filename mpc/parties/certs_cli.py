@@ -1,10 +1,11 @@
-"""``mpc-crm certs``: create a CA and one certificate per party (SP, PSP, users).
+"""``mpc-crm certs``: create a CA and one certificate per party (SP, PSP, users, front ends).
 
-    mpc-crm certs --out DIR [--users N | --user-ids a,b,c]
+    mpc-crm certs --out DIR [--users N | --user-ids a,b,c] [--frontends fe0,fe1]
                   [--sp-host H ...] [--psp-host H ...] [--days D] [--force]
 
 Writes ``ca.pem``/``ca.key`` and ``<name>.pem``/``<name>.key`` for ``sp``,
-``psp`` and every user. Keys are unencrypted PEM with mode 0600. Copy to each
+``psp``, every user and every front end (role ``"frontend"``: it may upload any
+customer's churn records once the SP's ``frontends`` config names it). Keys are unencrypted PEM with mode 0600. Copy to each
 host only ``ca.pem`` and that party's own two files; keep ``ca.key`` elsewhere.
 """
 
@@ -51,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="issue certificates for N users named u0001, u0002, ... (default: 0)")
     who.add_argument("--user-ids", metavar="IDS",
                      help="comma-separated user ids instead of --users (characters A-Z a-z 0-9 . _ -)")
+    parser.add_argument("--frontends", metavar="IDS", default="",
+                        help="comma-separated names of front-end certificates (role frontend) to issue; "
+                        "list them in the SP's `frontends` config too")
     default_hosts = ", ".join(DEFAULT_SERVER_HOSTS)
     parser.add_argument("--sp-host", action="append", default=[], metavar="H", dest="sp_hosts",
                         help=f"a DNS name or IP address the SP serves on; repeat for more (default: {default_hosts})")
@@ -62,10 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace an existing CA in DIR (every certificate it issued becomes useless)")
 
 
-def _parse_user_ids(text: str) -> list[str]:
+def _parse_user_ids(text: str, option: str = "--user-ids") -> list[str]:
     ids = [part.strip() for part in text.split(",")]
     if any(not part for part in ids):
-        raise ParameterError(f"--user-ids has an empty entry: {text!r}")
+        raise ParameterError(f"{option} has an empty entry: {text!r}")
     return ids
 
 
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     """Create the CA and the certificates; print what was written. Exit status 2 if a CA exists."""
     out: Path = args.out
     users = _parse_user_ids(args.user_ids) if args.user_ids else user_ids(args.users)
+    frontends = _parse_user_ids(args.frontends, "--frontends") if args.frontends else []
     existing = [out / f for f in (CA_CERT_FILE, CA_KEY_FILE) if (out / f).exists()]
     if existing and not args.force:
         print(
@@ -87,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         before = {p.name for pattern in ("*.pem", "*.key") for p in out.glob(pattern)}
 
     issued = create_deployment(
-        out, users, args.sp_hosts, args.psp_hosts, days=args.days, overwrite=args.force
+        out, users, args.sp_hosts, args.psp_hosts, frontends=frontends, days=args.days,
+        overwrite=args.force,
     )
 
     print(f"{out / CA_CERT_FILE}  CA certificate (give to every party)")
@@ -109,5 +115,6 @@ def run(args: argparse.Namespace) -> int:
             f"to the new CA: {', '.join(stale)}",
             file=sys.stderr,
         )
-    print(f"{len(issued)} certificates ({len(users)} users), valid {args.days} days")
+    fes = f", {len(frontends)} front ends" if frontends else ""
+    print(f"{len(issued)} certificates ({len(users)} users{fes}), valid {args.days} days")
     return 0

@@ -13,9 +13,13 @@ Example ``sp.toml``::
     churn_model = "model.json"    # optional (SP): the churn tree it scores privately
     churn_costs = "costs.toml"    # optional (SP, with churn_model): the cost file it plans with
     admins = ["admin"]            # user names allowed to administer (scoring, catalogue); default none
+    frontends = ["fe0"]           # (SP) front-end certificate names that may upload any customer's
+                                  # churn records and plan shares; default none
     copurchase = "copurchase.json"  # optional (SP): co-purchase catalogue and layout bounds
     aggregate_min_contributors = 10  # (PSP) the fewest uploads it helps decrypt a sum of
     precompute = false            # (SP) compute every user's recommendations in idle time
+    kappa = 40                    # the fewest statistical blinding bits it accepts from its peer (>= 40)
+    compare_methods = ["gc", "dgk"]  # (PSP) the comparison methods it accepts when the SP starts "compare"
 
     [tls]
     ca = "certs/ca.pem"
@@ -39,6 +43,7 @@ from mpc.elgamal.curve import CurvePrivateKey
 from mpc.elgamal.params import DEFAULT_SEED, GroupParams
 from mpc.errors import ParameterError
 from mpc.parties.rpc import TlsFiles
+from mpc.protocols.compare import METHOD_DGK, METHOD_GC, MIN_KAPPA
 
 SERVER_ROLES = ("sp", "psp")
 
@@ -66,12 +71,31 @@ class PartyConfig:
     admins: tuple[str, ...] = ()
     """User names (certificate names of role "user") allowed to call administrative methods;
     none unless configured (a certificate's name alone makes nobody an admin)."""
+    frontends: tuple[str, ...] = ()
+    """SP: names of the certificates of role "frontend" allowed to write any customer's churn
+    records and plan shares (a customer's own "user" certificate may only replace its own
+    existing record); none unless configured."""
     copurchase: Path | None = None
     """Public parameters of the private co-purchase counts (JSON), if the SP collects them."""
     aggregate_min_contributors: int = 10
     """PSP: it refuses to help decrypt an aggregate of fewer contributions than this."""
     precompute: bool = False
     """SP with a recommender: keep every user's recommendations current in idle time."""
+    kappa: int = MIN_KAPPA
+    """The fewest statistical blinding bits this server accepts in what its peer proposes
+    (comparisons, the recommender's layout); a minimum, never below ``MIN_KAPPA`` (40)."""
+    compare_methods: tuple[str, ...] = (METHOD_GC, METHOD_DGK)
+    """The comparison methods this server accepts when its peer starts protocol "compare"."""
+
+    def __post_init__(self) -> None:
+        k = self.kappa
+        if isinstance(k, bool) or not isinstance(k, int) or k < MIN_KAPPA:
+            raise ParameterError(f"kappa must be an integer >= {MIN_KAPPA} (statistical security bits), got {k!r}")
+        methods = self.compare_methods
+        if not methods or not set(methods) <= {METHOD_GC, METHOD_DGK}:
+            raise ParameterError(
+                f"compare_methods must be a non-empty list of {METHOD_GC!r} and {METHOD_DGK!r}, got {list(methods)!r}"
+            )
 
     @property
     def peer_role(self) -> str:
@@ -106,8 +130,9 @@ class PartyConfig:
         known = {
             "role", "listen", "peer", "data_dir", "tls", "key_bits", "seed", "workers",
             "deadline_s", "peer_server_name", "recommender", "churn_model", "churn_costs", "admins",
-            "copurchase", "aggregate_min_contributors", "precompute",
+            "frontends", "copurchase", "aggregate_min_contributors", "precompute",
         }
+        known |= {"kappa", "compare_methods"}
         unknown = set(raw) - known
         if unknown:
             raise ParameterError(f"unknown config keys: {', '.join(sorted(unknown))}")
@@ -126,8 +151,11 @@ class PartyConfig:
             churn_model=p(str(raw["churn_model"])) if raw.get("churn_model") else None,
             churn_costs=p(str(raw["churn_costs"])) if raw.get("churn_costs") else None,
             admins=_names(raw.get("admins", []), "admins"),
+            frontends=_names(raw.get("frontends", []), "frontends"),
             copurchase=p(str(raw["copurchase"])) if raw.get("copurchase") else None,
             precompute=_flag(raw.get("precompute", False), "precompute"),
+            kappa=raw.get("kappa", MIN_KAPPA),
+            compare_methods=_names(raw.get("compare_methods", [METHOD_GC, METHOD_DGK]), "compare_methods"),
             aggregate_min_contributors=_positive(raw.get("aggregate_min_contributors", 10), "aggregate_min_contributors"),
         )
 
@@ -206,11 +234,16 @@ def load_or_create_curve_key(data_dir: Path) -> CurvePrivateKey:
     return key
 
 
+KEY_FORMAT = 2
+"""Version of the stored key files: 2 is the joint key on squares (h = g^(2x))."""
+
+
 def save_keys(data_dir: Path, pk: PublicKey, share: KeyShare) -> None:
     """Write the key share with mode 0600 and the public key."""
     data_dir.mkdir(parents=True, exist_ok=True)
     _write_secret(data_dir / SHARE_FILE, share.to_bytes())
     info = {
+        "format": KEY_FORMAT,
         "group": pk.params.name,
         "seed": pk.params.seed,
         "key_bits": pk.params.bits,
@@ -236,6 +269,12 @@ def load_keys(data_dir: Path, params: GroupParams) -> tuple[PublicKey, KeyShare]
     if info.get("group") != params.name or info.get("seed") != params.seed:
         raise ParameterError(
             f"stored key is for {info.get('group')} but the config asks for {params.name}"
+        )
+    if info.get("format") != KEY_FORMAT:
+        raise ParameterError(
+            f"the key in {data_dir} was made by an earlier version (before keys on squares, "
+            "format 2): its partial decryptions would not combine. Move the data directory "
+            "away (with both servers stopped) and let the servers generate a new key"
         )
     pk = PublicKey.from_bytes(params, bytes.fromhex(info["h"]))
     return pk, share

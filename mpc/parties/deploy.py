@@ -23,6 +23,8 @@ class Deployment:
     sp_config: Path
     psp_config: Path
     user_configs: dict[str, Path] = field(default_factory=dict)
+    frontend_configs: dict[str, Path] = field(default_factory=dict)
+    """Client configs (the user config format) of the front ends, by name."""
     sp_address: str = ""
     psp_address: str = ""
 
@@ -63,6 +65,7 @@ def write_deployment(
     precompute: bool = False,
     copurchase: Path | None = None,
     admins: list[str] | None = None,
+    frontends: list[str] | None = None,
 ) -> Deployment:
     """Certificates under ``root/certs`` and TOML configs for SP, PSP and every user.
 
@@ -72,7 +75,10 @@ def write_deployment(
     server configs; ``churn_model``: the SP's churn tree (model.json), in the SP's
     config only (the PSP never sees the model), with ``churn_costs`` its cost file for
     planning; ``copurchase``: the co-purchase
-    parameters (JSON) and ``admins``: the admin user names, in the SP's config.
+    parameters (JSON) and ``admins``: the admin user names, in the SP's config;
+    ``frontends``: front ends (certificates of role "frontend", client configs in
+    ``users/`` like the users', :attr:`Deployment.frontend_configs`), named in the SP's
+    ``frontends`` so that they may upload any customer's churn records.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -86,6 +92,7 @@ def write_deployment(
         users,
         sp_hosts=["localhost", "127.0.0.1", sp_host],
         psp_hosts=["localhost", "127.0.0.1", psp_host],
+        frontends=frontends or (),
         overwrite=True,
     )
     dep = Deployment(
@@ -131,6 +138,11 @@ def write_deployment(
                         if admins is not None and role == "sp"
                         else []
                     ),
+                    *(
+                        ["frontends = [" + ", ".join(_toml_str(f) for f in frontends) + "]"]
+                        if frontends and role == "sp"
+                        else []
+                    ),
                     "",
                     "[tls]",
                     'ca = "certs/ca.pem"',
@@ -142,7 +154,7 @@ def write_deployment(
         )
     users_dir = root / "users"
     users_dir.mkdir(exist_ok=True)
-    for name in users:
+    for name in [*users, *(frontends or ())]:
         path = users_dir / f"{name}.toml"
         path.write_text(
             "\n".join(
@@ -161,5 +173,5 @@ def write_deployment(
                 ]
             )
         )
-        dep.user_configs[name] = path
+        (dep.user_configs if name in users else dep.frontend_configs)[name] = path
     return dep

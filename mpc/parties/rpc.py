@@ -259,6 +259,22 @@ def _unary_unary(impl: Callable, req_cls: type[Message], roles: frozenset[str], 
     return handler
 
 
+async def _stream_really_ended(context: grpc.aio.ServicerContext) -> None:
+    """Return only if the request stream ended because the client half-closed it.
+
+    gRPC ends the request iterator the same way when it drops the call instead: a message
+    over MAX_GRPC_MESSAGE (the client is told RESOURCE_EXHAUSTED), or the client cancelled
+    or ran out of time. The handler is cancelled only a moment later, so a servicer that
+    already holds a complete upload would store it (or start work) for a caller who has
+    been told it failed. Sending the initial metadata needs a live call: on a dropped one
+    the cancellation arrives here (or the send fails), before the servicer goes on.
+    """
+    try:
+        await context.send_initial_metadata(())
+    except Exception as exc:
+        raise errors.TransportError(f"the call ended before its request stream did: {exc}") from exc
+
+
 def _stream_unary(impl: Callable, req_cls: type[Message], roles: frozenset[str], full: str, traffic: TrafficCounter | None):
     async def handler(request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
         ident = await _authorise(context, roles, full)
@@ -268,6 +284,7 @@ def _stream_unary(impl: Callable, req_cls: type[Message], roles: frozenset[str],
                 if traffic:
                     traffic.add_received(ident.role, len(data))
                 yield parse_message(req_cls, data, f"{req_cls.__name__} for {full}")
+            await _stream_really_ended(context)
 
         try:
             reply = await impl(parsed(), ident, context)

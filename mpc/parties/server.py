@@ -33,6 +33,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 import mpc.protocols  # noqa: F401  (registers the protocols)
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, sum_ciphertexts
 from mpc.elgamal.curve import CurvePrivateKey
+from mpc.elgamal.proofs import UploadContext, proof_bytes, verify_upload
 from mpc.errors import (
     EncodingError,
     NotFound,
@@ -111,7 +112,8 @@ class PartyServer:
         self.store: Store | None = Store(config.data_dir / "store.sqlite")
         # Extension points (the recommender service fills them): kind -> coroutine.
         self.upload_handlers: dict[str, Callable[..., Any]] = {}
-        """kind -> ``await handler(user, header, cts, blob) -> version``, replaces the generic store."""
+        """kind -> ``await handler(user, header, cts, blob, proofs) -> version``, replaces the generic
+        store; called only once every proof of the upload verified (``proofs``: for a replica)."""
         self.fetch_handlers: dict[str, Callable[..., Any]] = {}
         """kind -> ``await handler(user, time_left)``: make the result current before it is delivered."""
         self.responders: dict[str, Callable[[bytes], dict[str, Any]]] = {}
@@ -517,26 +519,41 @@ class UserGatewayService:
     async def Upload(self, chunks: AsyncIterator[user_pb2.UploadChunk], ident: PeerIdentity, ctx: Any) -> user_pb2.UploadReply:
         pk, _ = self.p.require_key()
         width = pk.ciphertext_bytes
+        pw = proof_bytes(pk.params)
 
         def check(chunk: user_pb2.UploadChunk) -> None:
             if not KIND_RE.match(chunk.kind):
                 raise EncodingError("kind must be 1..32 characters of a-z, 0-9, _ and -")
             if not 0 < chunk.count <= MAX_UPLOAD_CIPHERTEXTS:
                 raise EncodingError(f"an upload holds 1..{MAX_UPLOAD_CIPHERTEXTS} ciphertexts, not {chunk.count}")
-            if chunk.total_size != chunk.count * width:
+            if chunk.proof_width != pw:
                 raise EncodingError(
-                    f"{chunk.count} ciphertexts of {width} bytes make {chunk.count * width} bytes, "
-                    f"not {chunk.total_size}"
+                    f"every ciphertext of an upload needs a proof of knowledge of {pw} bytes "
+                    f"(proof_width {chunk.proof_width}): uploads without proofs are refused"
+                )
+            if chunk.total_size != chunk.count * (width + pw):
+                raise EncodingError(
+                    f"{chunk.count} ciphertexts of {width} bytes with proofs of {pw} bytes make "
+                    f"{chunk.count * (width + pw)} bytes, not {chunk.total_size}"
                 )
 
-        header, blob = await rpc.reassemble(
-            chunks, check, lambda c: bool(c.kind or c.count or c.total_size), "upload"
+        header, data = await rpc.reassemble(
+            chunks, check, lambda c: bool(c.kind or c.count or c.total_size or c.proof_width), "upload"
         )
-        # Validate every ciphertext before anything is stored.
-        cts = await self.p.run_crypto(pk.ciphertexts_from_bytes, blob, header.count)
+        split = header.count * width
+        blob, proofs = data[:split], data[split:]
+        statement = UploadContext(pk, ident.name, header.kind, header.layout_version)
+
+        def validate() -> list[Ciphertext]:
+            cts = pk.ciphertexts_from_bytes(blob, header.count)
+            verify_upload(pk, cts, proofs, statement)
+            return cts
+
+        # Validate every ciphertext and its proof before anything is stored or forwarded.
+        cts = await self.p.run_crypto(validate)
         handler = self.p.upload_handlers.get(header.kind)
         if handler is not None:
-            version = await handler(ident.name, header, cts, blob)
+            version = await handler(ident.name, header, cts, blob, proofs)
             return user_pb2.UploadReply(version=version, count=header.count)
         # Results derived from this record are computed before anything is stored, and a
         # user's uploads store one at a time: otherwise a slower, older upload could store

@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS static_recs (
 );
 """
 STATIC_VERSION_KEY = "static:version"
+FORMAT_KEY = "store:format"
+FORMAT = "2"
+"""2: every record's ciphertexts were proven by their uploader (upload proofs), under a
+joint key on squares. A store of an earlier format is refused: its records came in
+unproven, so delivering anything computed from them could decrypt for a user what
+that user supplied (docs/security.md)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,18 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        fmt = self.get_meta(FORMAT_KEY)
+        if fmt is None:
+            if self.count_records() or self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]:
+                self._db.close()
+                raise ParameterError(
+                    f"{self.path} holds records of an earlier version, uploaded without proofs of "
+                    "knowledge: move it away (with the servers stopped) and let the users upload again"
+                )
+            self.set_meta(FORMAT_KEY, FORMAT)
+        elif fmt != FORMAT:
+            self._db.close()
+            raise ParameterError(f"{self.path} has store format {fmt!r}; this version reads {FORMAT!r}")
 
     def close(self) -> None:
         with self._lock:

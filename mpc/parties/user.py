@@ -24,6 +24,7 @@ from typing import Any
 
 from mpc.elgamal import PublicKey, combine_many, params_for
 from mpc.elgamal.params import DEFAULT_SEED
+from mpc.elgamal.proofs import UploadContext, encrypt_proven, proof_bytes
 from mpc.errors import AuthorizationError, EncodingError, ParameterError, TransportError
 from mpc.parties import rpc
 from mpc.parties.config import key_fingerprint
@@ -167,21 +168,41 @@ class UserClient:
             self._fast_pk = PublicKey(self._pk.params, self._pk.h, precompute=True)
         return self._fast_pk
 
-    async def upload(self, kind: str, values: Sequence[int], layout_version: int = 0) -> int:
-        """Encrypt ``values`` (integers in [0, N)) locally and replace the stored record ``kind``."""
+    def upload_context(self, pk: PublicKey, kind: str, layout_version: int = 0) -> UploadContext:
+        """What this user's proofs for an upload of ``kind`` are bound to (its certificate's name)."""
+        return UploadContext(pk, self.config.name, kind, layout_version)
+
+    async def upload(
+        self, kind: str, values: Sequence[int], layout_version: int = 0, pk: PublicKey | None = None
+    ) -> int:
+        """Encrypt ``values`` (integers in [0, N)) locally, prove each ciphertext, and replace
+        the stored record ``kind``."""
         if not values:
             raise ParameterError("nothing to upload")
-        pk = await self.public_key(precompute=len(values) > 32)
+        pk = pk or await self.public_key(precompute=len(values) > 32)
+        context = self.upload_context(pk, kind, layout_version).digest()
         loop = asyncio.get_running_loop()
-        cts = await loop.run_in_executor(None, lambda: [pk.encrypt(v) for v in values])
-        return await self.upload_ciphertexts(kind, pk.ciphertexts_to_bytes(cts), len(cts), layout_version)
+        cts, proofs = await loop.run_in_executor(None, lambda: encrypt_proven(pk, values, context))
+        return await self.upload_proven(kind, pk.ciphertexts_to_bytes(cts), proofs, len(cts), layout_version)
 
-    async def upload_ciphertexts(self, kind: str, blob: bytes, count: int, layout_version: int = 0) -> int:
-        """Upload already encrypted data (``count`` ciphertexts back to back), streamed in chunks."""
-        pieces = rpc.chunks(blob)
+    async def upload_proven(
+        self, kind: str, blob: bytes, proofs: bytes, count: int, layout_version: int = 0
+    ) -> int:
+        """Upload ``count`` ciphertexts (back to back in ``blob``) with their proofs, streamed in chunks.
+
+        The proofs must be this user's for this kind and layout version
+        (:func:`mpc.elgamal.proofs.encrypt_proven` with :meth:`upload_context`).
+        """
+        data = blob + proofs
+        pieces = rpc.chunks(data)
         requests = [
             user_pb2.UploadChunk(
-                kind=kind, layout_version=layout_version, count=count, total_size=len(blob), data=bytes(pieces[0])
+                kind=kind,
+                layout_version=layout_version,
+                count=count,
+                total_size=len(data),
+                proof_width=proof_bytes(self.params),
+                data=bytes(pieces[0]),
             ),
             *(user_pb2.UploadChunk(data=bytes(p)) for p in pieces[1:]),
         ]

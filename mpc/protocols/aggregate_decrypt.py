@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, combine_many
-from mpc.errors import EncodingError, ProtocolError
+from mpc.errors import EncodingError, ParameterError, ProtocolError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols.wire import (
     ciphertext_batch,
@@ -59,6 +59,7 @@ from mpc.v1.aggregate_decrypt_pb2 import (
 
 __all__ = [
     "DEFAULT_MIN_CONTRIBUTORS",
+    "MAX_CIPHERTEXTS",
     "AggregateDecrypt",
     "AggregateDecryptCiphertexts",
     "AggregateDecryptInputs",
@@ -77,6 +78,10 @@ DEFAULT_MIN_CONTRIBUTORS = 10
 one upload is that user's data in the clear)."""
 
 KIND_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
+
+MAX_CIPHERTEXTS = 100_000
+"""The most aggregate ciphertexts the PSP decrypts in one session: an aggregate is a sum of
+uploads, and no upload holds more (the SP's ``MAX_UPLOAD_CIPHERTEXTS``)."""
 
 
 RunCrypto = Callable[..., Awaitable[Any]]
@@ -101,15 +106,20 @@ def start_message(kind: str, contributors: int, count: int) -> Any:
 
 
 def check_start(start: Any, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS) -> AggregateRecord:
-    """Step function (PSP): validate the start message against the PSP's policy."""
+    """Step function (PSP): validate the start message against the PSP's policy
+    (``min_contributors``, its config's ``aggregate_min_contributors``) and bounds."""
     if not KIND_RE.match(start.kind):
         raise EncodingError("aggregate kind must be 1..32 characters of a-z, 0-9, _ and -")
-    if start.count < 1:
-        raise EncodingError("an aggregate decryption needs at least one ciphertext")
+    if not 1 <= start.count <= MAX_CIPHERTEXTS:
+        raise ParameterError(
+            f"aggregate {start.kind!r}: the SP proposes count = {start.count} ciphertexts; "
+            f"this PSP decrypts 1..{MAX_CIPHERTEXTS} in one aggregate"
+        )
     if start.contributors < min_contributors:
         raise ProtocolError(
-            f"aggregate {start.kind!r} sums {start.contributors} upload(s); this PSP decrypts "
-            f"only sums of at least {min_contributors} (a smaller sum exposes the few users in it)"
+            f"aggregate {start.kind!r} sums contributors = {start.contributors} upload(s); this PSP decrypts "
+            f"only sums of at least {min_contributors} (a smaller sum exposes the few users in it; "
+            "config key 'aggregate_min_contributors')"
         )
     return AggregateRecord(start.kind, start.contributors, start.count)
 

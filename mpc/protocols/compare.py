@@ -51,8 +51,10 @@ SP inputs: ``pk``, ``share``, ``params`` (:class:`CompareParams`), ``diffs`` or
 ``run_crypto``, ``rerandomize``. PSP inputs: ``pk``, ``share``, optional
 ``params`` (checked against the SP's; required for a pipelined batch),
 ``pools`` (:class:`~mpc.comparison.pools.PspPools`: base OTs per SP key; for
-"dgk" term randomizers and dummies), ``run_crypto``. Results: SP, a list of K ciphertexts (output
-"encrypted") or None; PSP, a list of K bits (output "psp") or None.
+"dgk" term randomizers and dummies), ``run_crypto``, ``min_kappa`` (the fewest statistical
+bits it accepts from the SP: its config's ``kappa``, never below :data:`MIN_KAPPA`). Results:
+SP, a list of K ciphertexts (output "encrypted") or None; PSP, a list of K bits (output "psp") or
+None.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "METHOD_DGK",
     "METHOD_GC",
+    "MIN_KAPPA",
     "OUTPUT_ENCRYPTED",
     "OUTPUT_PSP",
     "PIPELINE",
@@ -103,6 +106,8 @@ __all__ = [
     "CompareParams",
     "PspState",
     "SpState",
+    "check_kappa",
+    "check_peer_params",
     "chunk_sizes",
     "compare_batch",
     "compare_steps",
@@ -116,6 +121,7 @@ __all__ = [
     "psp_held_result",
     "psp_masked",
     "psp_terms",
+    "required_kappa",
     "sp_compare",
     "sp_compare_held",
     "sp_garble",
@@ -164,6 +170,11 @@ comparisons, so that packing stays full and messages stay few."""
 
 MAX_MESSAGE_BYTES = 192 * 1024 * 1024
 """A batch whose biggest message would exceed this is refused: split it."""
+
+MIN_KAPPA = 40
+"""The fewest statistical blinding bits a server accepts from its peer (issue #12): a mask
+kappa bits wider than a value hides it to 2^-kappa, so an SP proposing kappa = 1 would show
+the PSP nearly unmasked values. A server's config (``PartyConfig.kappa``) may only raise it."""
 
 RunCrypto = Callable[..., Awaitable[Any]]
 
@@ -257,6 +268,37 @@ class CompareParams:
         return cls.from_proto(parse_message(compare_pb2.CompareParams, raw, "comparison parameters"))
 
 
+# -- what a server accepts from its peer ----------------------------------------------------
+
+
+def required_kappa(party: Any) -> int:
+    """The fewest statistical bits ``party`` accepts from its peer: its config's ``kappa``
+    (a minimum), never below :data:`MIN_KAPPA` (also for a party without a config)."""
+    configured = getattr(getattr(party, "config", None), "kappa", MIN_KAPPA)
+    return max(MIN_KAPPA, int(configured))
+
+
+def check_kappa(kappa: int, minimum: int = MIN_KAPPA, what: str = "comparison parameters") -> None:
+    """ParameterError unless the peer's ``kappa`` is at least ``minimum`` (and :data:`MIN_KAPPA`)."""
+    floor = max(MIN_KAPPA, minimum)
+    if kappa < floor:
+        raise ParameterError(
+            f"{what}: the peer proposes kappa = {kappa} statistical bits; this server requires "
+            f"kappa >= {floor} (config key 'kappa')"
+        )
+
+
+def check_peer_params(params: CompareParams, party: Any) -> CompareParams:
+    """Refuse comparison parameters the peer proposes that ``party``'s own configuration does
+    not allow: kappa below its minimum, a method it does not accept (config ``compare_methods``)."""
+    check_kappa(params.kappa, required_kappa(party))
+    methods = tuple(getattr(getattr(party, "config", None), "compare_methods", tuple(_METHODS)))
+    if params.method not in methods:
+        raise ParameterError(
+            f"comparison parameters: the peer proposes method {params.method!r}; this server "
+            f"accepts {list(methods)} (config key 'compare_methods')"
+        )
+    return params
 
 
 def _blob(batch: common_pb2.Batch, count: int, what: str) -> bytes:
@@ -473,13 +515,18 @@ class PspState:
 
 
 def psp_masked(
-    pk: PublicKey, share: KeyShare, payload: bytes, params: CompareParams | None = None
+    pk: PublicKey, share: KeyShare, payload: bytes, params: CompareParams | None = None,
+    min_kappa: int = MIN_KAPPA,
 ) -> PspState:
-    """Step ``masked`` at the PSP: check the batch and compute its own partial decryptions."""
+    """Step ``masked`` at the PSP: check the batch and compute its own partial decryptions.
+
+    The SP's kappa must be at least ``min_kappa`` (and :data:`MIN_KAPPA`), also when the PSP
+    takes the parameters from this message (``params`` None)."""
     msg = parse_message(compare_pb2.CompareMasked, payload, "masked comparison values")
     if not msg.HasField("params"):
         raise EncodingError("masked comparison values: parameters missing")
     theirs = CompareParams.from_proto(msg.params)
+    check_kappa(theirs.kappa, min_kappa, "masked comparison values")
     if params is not None and theirs != params:
         raise ProtocolError(f"the SP runs {theirs}, this PSP was started for {params}")
     layout = theirs.layout(pk)
@@ -717,12 +764,14 @@ async def psp_compare(
     pools: PspPools | None = None,
     run_crypto: RunCrypto | None = None,
     prefix: str = "",
+    min_kappa: int = MIN_KAPPA,
     **_: Any,
 ) -> list[int] | None:
     """The PSP's side of one batch inside ``ctx`` (steps named with ``prefix``).
 
     A pipelined batch (``params.chunks`` > 1, see :func:`sp_compare`) needs
-    ``params`` here, since the parts follow from its count.
+    ``params`` here, since the parts follow from its count. The SP's kappa must be at
+    least ``min_kappa`` (and :data:`MIN_KAPPA`).
     """
     rc = run_crypto or _inline
     if pools is None:
@@ -730,7 +779,10 @@ async def psp_compare(
     if params is not None and len(parts := _parts(params, prefix)) > 1:
         outs = await asyncio.gather(
             *(
-                psp_compare(ctx, pk=pk, share=share, params=part, pools=pools, run_crypto=rc, prefix=pre)
+                psp_compare(
+                    ctx, pk=pk, share=share, params=part, pools=pools, run_crypto=rc, prefix=pre,
+                    min_kappa=min_kappa,
+                )
                 for _, part, pre in parts
             )
         )
@@ -738,7 +790,7 @@ async def psp_compare(
             return None
         return [b for out in outs for b in (out or [])]
     masked = await ctx.receive("sp", prefix + "masked")
-    state = await rc(psp_masked, pk, share, masked, params)
+    state = await rc(psp_masked, pk, share, masked, params, min_kappa)
     partials = await ctx.receive("sp", prefix + "partials")
     if state.params.method == METHOD_GC:
         await ctx.send("sp", prefix + "choices", await rc(psp_choices, state, partials, pools))
@@ -876,11 +928,17 @@ class Compare(ProtocolSpec):
     def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
         """The PSP's inputs when the SP starts a session; ``raw`` is a CompareParams.
 
-        The PSP's pools (term randomizers per SP key, dummies) live on the party
-        as ``compare_pools``, created empty on first use.
+        The SP's proposal is checked against the PSP's own config (:func:`check_peer_params`:
+        kappa at least its ``kappa``, a method among its ``compare_methods``; sizes are bounded
+        by :class:`CompareParams`). The PSP's pools (term randomizers per SP key, dummies) live
+        on the party as ``compare_pools``, created empty on first use.
         """
+        role = getattr(party, "role", "psp")
+        if role != "psp":
+            raise ProtocolError(f"a comparison is started by the SP; the {role!r} cannot be asked to join one")
+        minimum = required_kappa(party)
+        params = check_peer_params(CompareParams.from_bytes(raw), party)
         pk, share = party.require_key()
-        params = CompareParams.from_bytes(raw)
         pools = getattr(party, "compare_pools", None)
         if not isinstance(pools, PspPools):
             pools = PspPools()
@@ -891,4 +949,5 @@ class Compare(ProtocolSpec):
             "params": params,
             "pools": pools,
             "run_crypto": party.run_crypto,
+            "min_kappa": minimum,
         }

@@ -20,18 +20,41 @@ PSP inputs: ``pk``, ``share``, ``outbox`` (Outbox), ``start`` (DeliverInputs),
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey
-from mpc.errors import AuthorizationError, EncodingError, NotFound, ProtocolError
+from mpc.errors import AuthorizationError, EncodingError, NotFound, ParameterError, ProtocolError
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
 from mpc.protocols.wire import ciphertext_batch, ciphertexts_from_batch, parse_message
 from mpc.v1 import steps_pb2
 
 RunCrypto = Callable[..., Awaitable[Any]]
+
+USER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""A user id is a certificate name (:mod:`mpc.parties.certs`): the user collects by it."""
+DELIVERY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_CIPHERTEXTS = 100_000
+"""The most ciphertexts the PSP decrypts for one delivery: a result or a record, and no upload
+holds more (the SP's ``MAX_UPLOAD_CIPHERTEXTS``)."""
+
+
+def check_start(start: steps_pb2.DeliverInputs) -> steps_pb2.DeliverInputs:
+    """PSP: refuse a delivery for no user, or with ids outside their bounds."""
+    if not start.user_id or not start.delivery_id:
+        raise EncodingError("deliver inputs must name the user and the delivery")
+    if not USER_RE.fullmatch(start.user_id):
+        raise ParameterError(
+            f"deliver inputs: user_id {start.user_id[:80]!r} is not a user name (1..64 of A-Z, a-z, 0-9, '.', '_', '-')"
+        )
+    if not DELIVERY_RE.fullmatch(start.delivery_id):
+        raise ParameterError(
+            f"deliver inputs: delivery_id {start.delivery_id[:80]!r} must be 1..64 of A-Z, a-z, 0-9, '_', '-'"
+        )
+    return start
 
 
 async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
@@ -109,6 +132,10 @@ class PspDeliver:
         start: steps_pb2.DeliverInputs = ctx.inputs["start"]
         run_crypto: RunCrypto = ctx.inputs.get("run_crypto", _inline)
         msg = parse_message(steps_pb2.DeliverCiphertexts, await ctx.receive("sp", "ciphertexts"), "delivery ciphertexts")
+        if not 1 <= msg.ciphertexts.count <= MAX_CIPHERTEXTS:
+            raise ParameterError(
+                f"the SP asks to deliver {msg.ciphertexts.count} ciphertexts; this PSP delivers 1..{MAX_CIPHERTEXTS}"
+            )
         cts = await run_crypto(ciphertexts_from_batch, pk, msg.ciphertexts)
         partials = await run_crypto(partials_of, share, cts)
         outbox.put(start.delivery_id, start.user_id, partials)
@@ -130,7 +157,5 @@ class Deliver(ProtocolSpec):
             # Only the SP starts a delivery, so the responder is always the PSP.
             raise ProtocolError(f"a delivery is started by the SP; the {role!r} cannot be asked to join one")
         pk, share = party.require_key()
-        start = parse_message(steps_pb2.DeliverInputs, raw, "deliver inputs")
-        if not start.user_id or not start.delivery_id:
-            raise EncodingError("deliver inputs must name the user and the delivery")
+        start = check_start(parse_message(steps_pb2.DeliverInputs, raw, "deliver inputs"))
         return {"pk": pk, "share": share, "outbox": party.outbox, "start": start, "run_crypto": party.run_crypto}
