@@ -91,8 +91,13 @@ class RecLayout:
 
     @property
     def sim_bits(self) -> int:
-        """sim(A, B) <= |v_A| |v_B| <= (2 * 2^shift)^2 = 2^(2 shift + 2): 2 shift + 3 bits."""
-        return 2 * self.shift + 3
+        """Bits of sim(A, B) = sum_j v_A,j v_B,j for ANY uploads the servers accept.
+
+        Honest vectors have norm <= 2^(shift + 1), so sim <= 2^(2 shift + 2); but
+        an upload proves only that each value is below 2^value_bits (its bits
+        are proven), so a hostile one reaches R (2^value_bits - 1)^2: the
+        bound the masks must cover (docs/security.md)."""
+        return max(2 * self.shift + 3, 2 * self.value_bits + _bits(self.dense))
 
     @property
     def plaintext_bits(self) -> int:
@@ -191,8 +196,20 @@ class RecLayout:
 
     # -- the upload ------------------------------------------------------------------
     @property
+    def upload_bits(self) -> int:
+        """Bit ciphertexts of one upload: value_bits for each dense value, least significant first."""
+        return self.dense * self.value_bits
+
+    @property
+    def wire_count(self) -> int:
+        """Ciphertexts a user uploads: the dense values' bits (each with a bit proof), then the
+        packed ratings (each with a proof of knowledge)."""
+        return self.upload_bits + self.n_rating_ciphertexts
+
+    @property
     def upload_count(self) -> int:
-        """Ciphertexts per user: packed target vector, R shifted dense values, the ratings."""
+        """Ciphertexts of a user's record as the servers keep it: packed target vector, R shifted
+        dense values, the ratings (:func:`derive_record` builds the first two from the bits)."""
         return 1 + self.dense + self.n_rating_ciphertexts
 
     def describe(self) -> dict[str, int]:
@@ -203,7 +220,8 @@ class RecLayout:
             "items_per_ciphertext": self.items_per_ciphertext,
             "rating_ciphertexts": self.n_rating_ciphertexts,
             "rating_slot_bits": self.rating_slot_bits,
-            "upload_ciphertexts": self.upload_count,
+            "upload_ciphertexts": self.wire_count,
+            "record_ciphertexts": self.upload_count,
         }
 
 
@@ -224,6 +242,14 @@ def user_plaintexts(layout: RecLayout, position: int, dense: Sequence[int], d_ro
     _, slot = layout.block_of(position)
     out = [layout.target_layout.pack(list(dense))]
     out += [v << (layout.sim_slot_bits * slot) for v in dense]
+    return out + packed_ratings(layout, d_row)
+
+
+def packed_ratings(layout: RecLayout, d_row: Sequence[int]) -> list[int]:
+    """The rating ciphertexts' plaintexts: per item, d in the low bits and a count bit above."""
+    if len(d_row) != layout.n_items or any(not 0 <= d <= layout.levels for d in d_row):
+        raise ParameterError("a rating row of the wrong length, or a rating outside 0..levels")
+    out = []
     w, per = layout.rating_slot_bits, layout.items_per_ciphertext
     for start in range(0, layout.n_items, per):
         x = 0
@@ -232,6 +258,50 @@ def user_plaintexts(layout: RecLayout, position: int, dense: Sequence[int], d_ro
                 x |= (d | (1 << layout.sum_bits)) << (w * k)
         out.append(x)
     return out
+
+
+def wire_plaintexts(layout: RecLayout, dense: Sequence[int], d_row: Sequence[int]) -> tuple[list[int], list[int]]:
+    """What a user encrypts for the wire: (the dense values' bits, the packed ratings).
+
+    The servers rebuild the packed target vector and the shifted dense values
+    from the proven bits (:func:`derive_record`), so no upload can put a value
+    out of range, or anything at all, in a slot or bit the PSP later reads unmasked.
+    """
+    if len(dense) != layout.dense or len(d_row) != layout.n_items:
+        raise ParameterError("dense vector or rating row of the wrong length for this layout")
+    if any(not 0 <= v < 1 << layout.value_bits for v in dense):
+        raise ParameterError(f"a dense value is outside 0..2^{layout.value_bits} - 1")
+    bits = [(v >> i) & 1 for v in dense for i in range(layout.value_bits)]
+    return bits, packed_ratings(layout, d_row)
+
+
+def _times_power_of_two(ct: Ciphertext, k: int) -> Ciphertext:
+    return ct if k == 0 else ct.shift_left(k)
+
+
+def derive_record(layout: RecLayout, position: int, cts: Sequence[Ciphertext]) -> UserRecord:
+    """A user's record from its wire ciphertexts (bits, then ratings), the same on both servers.
+
+    E(v_j) = sum_i 2^i E(b_j,i); the target vector sum_j 2^(offset_j) E(v_j); the
+    shifted dense values 2^(sim_slot_bits * slot) E(v_j). Deterministic: each
+    server derives the same ciphertexts from the same upload.
+    """
+    if len(cts) != layout.wire_count:
+        raise ParameterError(f"a recommender upload has {layout.wire_count} ciphertexts for this layout, got {len(cts)}")
+    vb = layout.value_bits
+    values = []
+    for j in range(layout.dense):
+        acc = cts[j * vb + vb - 1]
+        for i in range(vb - 2, -1, -1):
+            acc = acc.shift_left(1) + cts[j * vb + i]
+        values.append(acc)
+    w = layout.target_layout.slot_bits
+    target = values[-1]
+    for j in range(layout.dense - 2, -1, -1):
+        target = target.shift_left(w) + values[j]
+    _, slot = layout.block_of(position)
+    shifted = [_times_power_of_two(v, layout.sim_slot_bits * slot) for v in values]
+    return UserRecord(target, shifted, list(cts[layout.upload_bits :]))
 
 
 @dataclass

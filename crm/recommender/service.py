@@ -61,13 +61,22 @@ from crm.recommender.private import (
     UserRecord,
     decode_aggregate,
     decode_neighbours,
+    derive_record,
     user_plaintexts,
+    wire_plaintexts,
 )
 from crm.recommender.protocol import compare_params  # importing it registers "recommend"
 from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, PublicKey, sum_ciphertexts
 from mpc.elgamal.params import GroupParams
-from mpc.elgamal.proofs import UploadContext, proof_bytes, verify_upload
+from mpc.elgamal.proofs import (
+    UploadContext,
+    encrypt_bits_proven,
+    encrypt_proven,
+    proof_bytes,
+    proofs_size,
+    verify_upload,
+)
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
 from mpc.parties.config import load_parameters
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
@@ -283,8 +292,23 @@ async def upload_ratings(client: Any, params: RecParams, own: Mapping[str, int],
     """Encrypt a user's recommender upload locally and send it (``client``: a UserClient)."""
     pk = pk or await client.public_key()
     layout = params.layout(pk.params)
-    plains = upload_plaintexts(params, layout, client.config.name, own)
-    return int(await client.upload(REC_KIND, plains, params.layout_version, pk=pk))
+    bits, ratings = wire_upload(params, layout, own)
+    context = client.upload_context(pk, REC_KIND, params.layout_version).digest()
+
+    def encrypt() -> tuple[bytes, bytes]:
+        a, pa = encrypt_bits_proven(pk, bits, context)
+        b, pb = encrypt_proven(pk, ratings, context, start=len(bits))
+        return pk.ciphertexts_to_bytes(a + b), pa + pb
+
+    blob, proofs = await asyncio.get_running_loop().run_in_executor(None, encrypt)
+    return int(await client.upload_proven(REC_KIND, blob, proofs, len(bits) + len(ratings), params.layout_version))
+
+
+def wire_upload(params: RecParams, layout: RecLayout, own: Mapping[str, int]) -> tuple[list[int], list[int]]:
+    """What a user encrypts for kind "rec": its dense values' bits (bit proofs) and its packed
+    ratings (proofs of knowledge); the servers derive the rest (:func:`derive_record`)."""
+    dense, d_row = encode_user(params, own)
+    return wire_plaintexts(layout, dense, d_row)
 
 
 class Fetched(NamedTuple):
@@ -396,6 +420,7 @@ class RecommenderService:
         self._dgk = DEFAULT_METHOD == METHOD_DGK
         if party.role == "sp":
             party.upload_handlers[REC_KIND] = self.upload
+            party.upload_bits[REC_KIND] = lambda count: self.layout.upload_bits
             party.fetch_handlers[RESULT_KIND] = self.ensure_result
             # The SP's zero-test key is kept (mode 0600) in its data directory.
             self.sp_pools = SpPools(party.curve_key)
@@ -512,9 +537,9 @@ class RecommenderService:
                 f"upload of kind {REC_KIND!r} for layout version {layout_version}; "
                 f"the recommender's current parameters have layout version {self.params.layout_version}"
             )
-        if count != self.layout.upload_count:
+        if count != self.layout.wire_count:
             raise ParameterError(
-                f"a recommender upload has {self.layout.upload_count} ciphertexts for these parameters, not {count}"
+                f"a recommender upload has {self.layout.wire_count} ciphertexts for these parameters, not {count}"
             )
         return pos
 
@@ -530,6 +555,12 @@ class RecommenderService:
         self._stale.add(self.layout.block_of(pos)[0])
         return int(version)
 
+    def _derive(self, pos: int, cts: list[Ciphertext]) -> tuple[UserRecord, bytes]:
+        """The record both servers keep, rebuilt from a proven upload, and its stored form."""
+        record = derive_record(self.layout, pos, cts)
+        pk = cts[0].pk
+        return record, pk.ciphertexts_to_bytes([record.target, *record.dense, *record.ratings])
+
     # -- SP: upload ----------------------------------------------------------------------
     async def upload(
         self, user: str, header: user_pb2.UploadChunk, cts: list[Ciphertext], blob: bytes, proofs: bytes
@@ -537,7 +568,7 @@ class RecommenderService:
         """A user's upload, its proofs verified by the SP: replicate it (with the proofs, which the
         PSP verifies again), then store it."""
         pos = self._check(user, header.layout_version, header.count)
-        record = UserRecord.split(self.layout, cts)
+        record, derived = await self.party.run_crypto(self._derive, pos, cts)
         async with self.lock:
             t0 = time.perf_counter()
             await self.party.start_session(
@@ -554,7 +585,7 @@ class RecommenderService:
                     )
                 },
             )
-            version = await self.party.run_crypto(self._keep_sync, user, pos, header.layout_version, blob, record)
+            version = await self.party.run_crypto(self._keep_sync, user, pos, header.layout_version, derived, record)
             self.stats["replicas"] += 1
             self._last_upload = time.monotonic()
         log.info("sp: %s uploaded recommender data (version %d, replicated in %.3f s)", user, version,
@@ -575,20 +606,21 @@ class RecommenderService:
         width, pw = pk.ciphertext_bytes, proof_bytes(pk.params)
         if msg.proof_width != pw:
             raise EncodingError(f"replicated record without its proofs (proof_width {msg.proof_width}, expected {pw})")
-        if len(msg.data) != msg.count * (width + pw) or msg.total_size != len(msg.data):
+        size = msg.count * width + proofs_size(pk.params, msg.count, self.layout.upload_bits)
+        if len(msg.data) != size or msg.total_size != len(msg.data):
             raise EncodingError("replicated record: size does not match its count")
         blob, proofs = msg.data[: msg.count * width], msg.data[msg.count * width :]
         statement = UploadContext(pk, user, REC_KIND, msg.layout_version)
 
         def validate() -> list[Ciphertext]:
             cts = pk.ciphertexts_from_bytes(blob, msg.count)
-            verify_upload(pk, cts, proofs, statement)
+            verify_upload(pk, cts, proofs, statement, self.layout.upload_bits)
             return cts
 
         cts = await self.party.run_crypto(validate)
-        record = UserRecord.split(self.layout, cts)
+        record, derived = await self.party.run_crypto(self._derive, pos, cts)
         async with self.lock:
-            version = await self.party.run_crypto(self._keep_sync, user, pos, msg.layout_version, blob, record)
+            version = await self.party.run_crypto(self._keep_sync, user, pos, msg.layout_version, derived, record)
             await self._ready()  # rebuild the stale block now: a query's inputs are taken synchronously
             self.stats["replicas"] += 1
         return version

@@ -259,7 +259,7 @@ def _unary_unary(impl: Callable, req_cls: type[Message], roles: frozenset[str], 
     return handler
 
 
-async def _stream_really_ended(context: grpc.aio.ServicerContext) -> None:
+async def _stream_really_ended(context: grpc.aio.ServicerContext, full: str, ident: PeerIdentity, received: int) -> None:
     """Return only if the request stream ended because the client half-closed it.
 
     gRPC ends the request iterator the same way when it drops the call instead: a message
@@ -271,8 +271,16 @@ async def _stream_really_ended(context: grpc.aio.ServicerContext) -> None:
     """
     try:
         await context.send_initial_metadata(())
-    except Exception as exc:
-        raise errors.TransportError(f"the call ended before its request stream did: {exc}") from exc
+    except BaseException as exc:
+        log.warning(
+            "%s from %s: gRPC ended the call after %s (a message over %d bytes, or the client went away): "
+            "nothing of it is used",
+            full, f"{ident.role}:{ident.name}",
+            f"{received} message(s)" if received else "an empty message stream", MAX_GRPC_MESSAGE,
+        )
+        if isinstance(exc, Exception):
+            raise errors.TransportError(f"the call ended before its request stream did: {exc}") from exc
+        raise
 
 
 def _stream_unary(impl: Callable, req_cls: type[Message], roles: frozenset[str], full: str, traffic: TrafficCounter | None):
@@ -280,11 +288,13 @@ def _stream_unary(impl: Callable, req_cls: type[Message], roles: frozenset[str],
         ident = await _authorise(context, roles, full)
 
         async def parsed() -> AsyncIterator[Message]:
+            received = 0
             async for data in request_iterator:
+                received += 1
                 if traffic:
                     traffic.add_received(ident.role, len(data))
                 yield parse_message(req_cls, data, f"{req_cls.__name__} for {full}")
-            await _stream_really_ended(context)
+            await _stream_really_ended(context, full, ident, received)
 
         try:
             reply = await impl(parsed(), ident, context)
