@@ -40,14 +40,15 @@ none of the dense items never, for one with v_B = (128, 128, 128, 128) in about
 an interval of width 2^(l + 1 + kappa) around sim(A, B), so repeating the
 query narrows sum_j a_j v_B,j down.
 
-The fix (docs/security.md): a user uploads the bits of its dense values, each
-with a bit proof, and both servers derive the packed target vector and the
-shifted dense values from them (:func:`crm.recommender.private.derive_record`),
-and the similarity bound covers any values the proofs admit. The attacks above
-are kept as tests of the protocol layer with the boundary bypassed (records
-built directly), to show what the proofs are for; the "boundary" tests go
-through it: the crafted uploads are refused, and the most hostile upload that
-passes (every bit 1) leaves the PSP's view as an honest one.
+The fix (docs/security.md): before either server keeps a recommender upload,
+the SP and the PSP check on masked values that its target vector and dense
+ciphertexts hold values in [0, 2^value_bits), each in its place and nothing
+else (:func:`crm.recommender.private.sp_check` and the protocol "replicate"),
+and the similarity bound covers any values that check admits. The attacks
+above are kept as tests of the protocol layer with the boundary bypassed
+(records built directly), to show what the check is for; the "boundary" tests
+go through it: the crafted uploads fail the check, and the most hostile upload
+that passes (every value 2^value_bits - 1) leaves the PSP's view as an honest one.
 """
 
 from __future__ import annotations
@@ -66,13 +67,15 @@ from crm.recommender.private import (
     UserRecord,
     block_products,
     build_blocks,
+    check_passed,
     decode_aggregate,
-    derive_record,
     finish_similarities,
     mask_target,
+    psp_check_values,
+    sp_check,
+    sp_check_values,
     unmask_target,
     user_plaintexts,
-    wire_plaintexts,
 )
 from crm.recommender.protocol import compare_params, sp_masked_sims  # registers "recommend"
 from crm.recommender.service import REC_KIND
@@ -80,14 +83,7 @@ from crm.recommender.topn import mask_blocks, ranked_blocks, share_layout  # "re
 from mpc.comparison.pools import SpPools
 from mpc.elgamal import KeyShare, combine, local_joint_keys, params_for
 from mpc.elgamal.curve import CurvePrivateKey
-from mpc.elgamal.proofs import (
-    UploadContext,
-    encrypt_bits_proven,
-    encrypt_proven,
-    prove_bit,
-    verify_upload,
-)
-from mpc.errors import EncodingError
+from mpc.elgamal.proofs import UploadContext, encrypt_proven, verify_upload
 from mpc.packing import SlotLayout, pack_bits
 from mpc.protocol import run_local
 
@@ -196,15 +192,34 @@ def _theft(pk: Any, layout: RecLayout, mode: str, position: int) -> Theft:
     return theft
 
 
-def boundary_record(pk: Any, layout: RecLayout, position: int, d_row: list[int]) -> UserRecord:
-    """The most hostile record a user can get past the upload boundary: every bit of every
-    dense value 1 (values 2^value_bits - 1), proven and derived as the servers do."""
-    bits, ratings = wire_plaintexts(layout, [(1 << layout.value_bits) - 1] * layout.dense, d_row)
+def passes_check(keys: Any, layout: RecLayout, position: int, record: UserRecord) -> bool:
+    """The upload check of protocol "replicate", its comparisons taken in the clear (the
+    garbled comparisons themselves are tested in tests/test_comparison.py, and the whole
+    protocol over live parties in tests/test_recommender_parties.py)."""
+    _, shares = keys
+    masked, masks = sp_check(layout, position, record)
+    zs = psp_check_values(layout, position, [_decrypt(shares, c) for c in masked])
+    if zs is None:
+        return False
+    return check_passed(layout, [int(a >= b) for a, b in zip(zs, sp_check_values(layout, masks), strict=True)])
+
+
+def boundary_record(pk: Any, layout: RecLayout, position: int, d_row: list[int], keys: Any = None) -> UserRecord:
+    """The most hostile record a user can get past the upload boundary: every dense value
+    2^value_bits - 1 (above what an honest, normalised vector holds), each in its place,
+    with valid proofs; checked as the servers check it."""
+    plains = user_plaintexts(layout, position, [0] * layout.dense, d_row)
+    top = (1 << layout.value_bits) - 1
+    _, slot = layout.block_of(position)
+    plains[0] = layout.target_layout.pack([top] * layout.dense)
+    plains[1 : 1 + layout.dense] = [top << (layout.sim_slot_bits * slot)] * layout.dense
     statement = UploadContext(pk, "mallory", REC_KIND, 1)
-    a, pa = encrypt_bits_proven(pk, bits, statement.digest())
-    b, pb = encrypt_proven(pk, ratings, statement.digest(), start=len(bits))
-    verify_upload(pk, a + b, pa + pb, statement, layout.upload_bits)
-    return derive_record(layout, position, a + b)
+    cts, proofs = encrypt_proven(pk, plains, statement.digest())
+    verify_upload(pk, cts, proofs, statement)
+    record = UserRecord.split(layout, cts)
+    if keys is not None:
+        assert passes_check(keys, layout, position, record)
+    return record
 
 
 def _records(
@@ -318,26 +333,34 @@ def test_the_psp_view_hides_the_target_even_with_a_hostile_neighbour(neighbour_a
         assert c["theft"].read(run["view"]) == []
 
 
-def test_the_boundary_refuses_the_crafted_dense_values(keys: Any) -> None:
-    """The crafted plaintexts of finding 1 (junk above a dense value) and of finding 2 (a huge
-    slot) cannot be uploaded: where a bit belongs, anything but 0 or 1 fails its bit proof,
-    whatever the attacker claims, and the servers build every packed value themselves."""
+@pytest.mark.parametrize("mode", ["threshold", "topn"])
+def test_the_boundary_refuses_the_crafted_dense_values(keys: Any, mode: str) -> None:
+    """The crafted uploads of finding 1 (junk in free slots, headroom or guard bits) and of
+    finding 2 (huge target slots) fail the upload check; honest uploads and the most hostile
+    in-range one pass it."""
     pk, _ = keys
     r = _ratings()
-    layout = _layout(r, "threshold")
-    statement = UploadContext(pk, "mallory", REC_KIND, 1)
-    ctx = statement.digest()
-    bits, ratings = wire_plaintexts(layout, [5] * DENSE, [int(x) for x in r.d[MALLORY]])
-    for junk in (2, 1 << 40, (1 << 700) + 1, int(P.n) - 1):
-        a, pa = encrypt_bits_proven(pk, bits, ctx)
-        rr = pk.random_exponent()
-        a[0] = pk.encrypt(junk, rr)
-        w = len(pa) // len(bits)
-        for claim in (0, 1):
-            forged = prove_bit(pk, a[0], claim, rr, ctx, 0) + pa[w:]
-            b, pb = encrypt_proven(pk, ratings, ctx, start=len(bits))
-            with pytest.raises(EncodingError, match="bit proof"):
-                verify_upload(pk, a + b, forged + pb, statement, layout.upload_bits)
+    layout = _layout(r, mode)
+    vectors = dense_vectors(r, dense_items(r, DENSE), SHIFT)
+    d_row = [int(x) for x in r.d[MALLORY]]
+    honest = user_plaintexts(layout, MALLORY, [int(x) for x in vectors[MALLORY]], d_row)
+    theft = _theft(pk, layout, mode, MALLORY)
+    tl, w = layout.target_layout, layout.sim_slot_bits
+    _, slot = layout.block_of(MALLORY)
+    crafted = {
+        "free slots": [honest[0], *(honest[1 + j] + theft.junk(j) for j in range(DENSE)), *honest[1 + DENSE :]],
+        "guard bit": [honest[0], honest[1] + (1 << (w * (slot + 1) - 1)), *honest[2:]],
+        "huge target slots": [pack_bits([1 << (tl.slot_bits - 1)] * DENSE, tl.slot_bits), *honest[1:]],
+        "a value of 2^value_bits": [honest[0], honest[1] + (1 << (layout.value_bits + w * slot)), *honest[2:]],
+        "below its slot": [honest[0], honest[1] + 1, *honest[2:]] if slot else None,
+    }
+    for what, plains in crafted.items():
+        if plains is None:
+            continue
+        record = UserRecord.split(layout, [pk.encrypt(m) for m in plains])
+        assert not passes_check(keys, layout, MALLORY, record), what
+    assert passes_check(keys, layout, MALLORY, UserRecord.split(layout, [pk.encrypt(m) for m in honest]))
+    boundary_record(pk, layout, MALLORY, d_row, keys)
 
 
 @pytest.mark.parametrize("mode", ["threshold", "topn"])

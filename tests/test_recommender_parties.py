@@ -29,8 +29,8 @@ from crm.recommender.service import (
     RESULT_KIND,
     RecParams,
     fetch_recommendations,
+    upload_plaintexts,
     upload_ratings,
-    wire_upload,
 )
 from mpc.errors import MpcError, ParameterError
 from mpc.parties.deploy import write_deployment
@@ -168,34 +168,25 @@ async def test_bad_uploads_are_refused(rec_parties: Parties, rec_world: dict) ->
     client = p.user(u, deadline_s=CLIENT_DEADLINE_S)
     pk = await client.public_key()
     layout = params.layout(pk.params)
-    bits, ratings = wire_upload(params, layout, own(r, u))
+    plains = upload_plaintexts(params, layout, u, own(r, u))
     import grpc
 
-    from mpc.elgamal.proofs import (
-        UploadContext,
-        encrypt_bits_proven,
-        encrypt_proven,
-        prove_bit,
-    )
-
-    def wire(bits: list[int], ratings: list[int], version: int, bad_bit: int | None = None) -> tuple[bytes, bytes]:
-        ctx = UploadContext(pk, u, REC_KIND, version).digest()
-        a, pa = encrypt_bits_proven(pk, bits, ctx)
-        if bad_bit is not None:  # a 2 where a bit belongs, with a "bit proof" claiming 1
-            rr = pk.random_exponent()
-            a[bad_bit] = pk.encrypt(2, rr)
-            w = len(pa) // len(bits)
-            pa = pa[: bad_bit * w] + prove_bit(pk, a[bad_bit], 1, rr, ctx, bad_bit) + pa[(bad_bit + 1) * w :]
-        b, pb = encrypt_proven(pk, ratings, ctx, start=len(bits))
-        return pk.ciphertexts_to_bytes(a + b), pa + pb
-
-    for (blob, proofs), count, version, words in (
-        (wire(bits, ratings[:-1], params.layout_version), len(bits) + len(ratings) - 1, params.layout_version, "ciphertexts"),
-        (wire(bits, ratings, params.layout_version ^ 1), len(bits) + len(ratings), params.layout_version ^ 1, "layout version"),
-        (wire(bits, ratings, params.layout_version, bad_bit=3), len(bits) + len(ratings), params.layout_version, "bit proof"),
+    vb, tw = layout.value_bits, layout.target_layout.slot_bits
+    too_big = list(plains)
+    too_big[1] += 1 << vb  # a dense value of 2^value_bits + v (the bound the masks need is 2^value_bits)
+    above = list(plains)
+    above[0] += 1 << (tw * layout.dense)  # a bit above the target vector's last slot
+    in_slot = list(plains)
+    in_slot[0] += 1 << vb  # the target's first value out of range, inside its slot
+    for values, version, words in (
+        (plains[:-1], params.layout_version, "ciphertexts"),
+        (plains, params.layout_version ^ 1, "layout version"),
+        (too_big, params.layout_version, "out of range"),
+        (above, params.layout_version, "out of range"),
+        (in_slot, params.layout_version, "out of range"),
     ):
-        with pytest.raises(MpcError) as info:  # refused by the proofs or by the recommender's checks
-            await client.upload_proven(REC_KIND, blob, proofs, count, version)
+        with pytest.raises(MpcError) as info:  # proven uploads, refused by the recommender's checks
+            await client.upload(REC_KIND, values, version, pk=pk)
         assert info.value.status == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
         assert words in str(info.value)
     # Recommendations for a user who has not uploaded yet: NOT_FOUND, nothing computed.

@@ -91,11 +91,11 @@ class RecLayout:
 
     @property
     def sim_bits(self) -> int:
-        """Bits of sim(A, B) = sum_j v_A,j v_B,j for ANY uploads the servers accept.
+        """Bits of sim(A, B) = sum_j v_A,j v_B,j for ANY upload the servers accept.
 
         Honest vectors have norm <= 2^(shift + 1), so sim <= 2^(2 shift + 2); but
-        an upload proves only that each value is below 2^value_bits (its bits
-        are proven), so a hostile one reaches R (2^value_bits - 1)^2: the
+        the upload check (:func:`sp_check`) shows only that each value is below
+        2^value_bits, so a hostile upload reaches R (2^value_bits - 1)^2: the
         bound the masks must cover (docs/security.md)."""
         return max(2 * self.shift + 3, 2 * self.value_bits + _bits(self.dense))
 
@@ -196,20 +196,8 @@ class RecLayout:
 
     # -- the upload ------------------------------------------------------------------
     @property
-    def upload_bits(self) -> int:
-        """Bit ciphertexts of one upload: value_bits for each dense value, least significant first."""
-        return self.dense * self.value_bits
-
-    @property
-    def wire_count(self) -> int:
-        """Ciphertexts a user uploads: the dense values' bits (each with a bit proof), then the
-        packed ratings (each with a proof of knowledge)."""
-        return self.upload_bits + self.n_rating_ciphertexts
-
-    @property
     def upload_count(self) -> int:
-        """Ciphertexts of a user's record as the servers keep it: packed target vector, R shifted
-        dense values, the ratings (:func:`derive_record` builds the first two from the bits)."""
+        """Ciphertexts per user: packed target vector, R shifted dense values, the ratings."""
         return 1 + self.dense + self.n_rating_ciphertexts
 
     def describe(self) -> dict[str, int]:
@@ -220,8 +208,7 @@ class RecLayout:
             "items_per_ciphertext": self.items_per_ciphertext,
             "rating_ciphertexts": self.n_rating_ciphertexts,
             "rating_slot_bits": self.rating_slot_bits,
-            "upload_ciphertexts": self.wire_count,
-            "record_ciphertexts": self.upload_count,
+            "upload_ciphertexts": self.upload_count,
         }
 
 
@@ -260,50 +247,6 @@ def packed_ratings(layout: RecLayout, d_row: Sequence[int]) -> list[int]:
     return out
 
 
-def wire_plaintexts(layout: RecLayout, dense: Sequence[int], d_row: Sequence[int]) -> tuple[list[int], list[int]]:
-    """What a user encrypts for the wire: (the dense values' bits, the packed ratings).
-
-    The servers rebuild the packed target vector and the shifted dense values
-    from the proven bits (:func:`derive_record`), so no upload can put a value
-    out of range, or anything at all, in a slot or bit the PSP later reads unmasked.
-    """
-    if len(dense) != layout.dense or len(d_row) != layout.n_items:
-        raise ParameterError("dense vector or rating row of the wrong length for this layout")
-    if any(not 0 <= v < 1 << layout.value_bits for v in dense):
-        raise ParameterError(f"a dense value is outside 0..2^{layout.value_bits} - 1")
-    bits = [(v >> i) & 1 for v in dense for i in range(layout.value_bits)]
-    return bits, packed_ratings(layout, d_row)
-
-
-def _times_power_of_two(ct: Ciphertext, k: int) -> Ciphertext:
-    return ct if k == 0 else ct.shift_left(k)
-
-
-def derive_record(layout: RecLayout, position: int, cts: Sequence[Ciphertext]) -> UserRecord:
-    """A user's record from its wire ciphertexts (bits, then ratings), the same on both servers.
-
-    E(v_j) = sum_i 2^i E(b_j,i); the target vector sum_j 2^(offset_j) E(v_j); the
-    shifted dense values 2^(sim_slot_bits * slot) E(v_j). Deterministic: each
-    server derives the same ciphertexts from the same upload.
-    """
-    if len(cts) != layout.wire_count:
-        raise ParameterError(f"a recommender upload has {layout.wire_count} ciphertexts for this layout, got {len(cts)}")
-    vb = layout.value_bits
-    values = []
-    for j in range(layout.dense):
-        acc = cts[j * vb + vb - 1]
-        for i in range(vb - 2, -1, -1):
-            acc = acc.shift_left(1) + cts[j * vb + i]
-        values.append(acc)
-    w = layout.target_layout.slot_bits
-    target = values[-1]
-    for j in range(layout.dense - 2, -1, -1):
-        target = target.shift_left(w) + values[j]
-    _, slot = layout.block_of(position)
-    shifted = [_times_power_of_two(v, layout.sim_slot_bits * slot) for v in values]
-    return UserRecord(target, shifted, list(cts[layout.upload_bits :]))
-
-
 @dataclass
 class UserRecord:
     """One user's uploaded ciphertexts, split by purpose."""
@@ -320,6 +263,70 @@ class UserRecord:
             )
         r = layout.dense
         return cls(cts[0], list(cts[1 : 1 + r]), list(cts[1 + r :]))
+
+
+# -- the upload check ------------------------------------------------------------------------
+# A proof of knowledge says nothing of the plaintext, and a value out of range, or anything in a
+# slot, guard bit or headroom the PSP later decrypts unmasked, leaks to the PSP (docs/security.md).
+# So before either server keeps an upload, they check with the PSP, on masked values, that its
+# target vector is sum_j v_j 2^(offset_j) and each dense ciphertext v_j 2^(w slot), every v_j in
+# [0, 2^value_bits): the PSP decrypts the masked values (z = v + m, m of value_bits + kappa bits),
+# checks that nothing lies outside their fields, and two garbled comparisons per value on the
+# shares (z, m) show m <= z < m + 2^value_bits.
+
+
+def _check_offsets(layout: RecLayout, position: int) -> tuple[list[int], int]:
+    """(the target vector's slot offsets, the offset of the user's dense values)."""
+    w = layout.target_layout.slot_bits
+    _, slot = layout.block_of(position)
+    return [w * j for j in range(layout.dense)], layout.sim_slot_bits * slot
+
+
+def check_bits(layout: RecLayout) -> int:
+    """Width of the compared values: z < 2^(value_bits + kappa + 1), m + 2^value_bits below that too."""
+    return layout.value_bits + layout.kappa + 2
+
+
+def sp_check(layout: RecLayout, position: int, record: UserRecord) -> tuple[list[Ciphertext], list[int]]:
+    """SP: the upload's R + 1 dense ciphertexts with a fresh mask per value, re-randomised,
+    and the 2R masks (target slots first, then the dense values)."""
+    offsets, off = _check_offsets(layout, position)
+    bits = layout.value_bits + layout.kappa
+    masks = [secrets.randbits(bits) for _ in range(2 * layout.dense)]
+    pk = record.target.pk
+    target = record.target.add_plain(sum(m << t for m, t in zip(masks[: layout.dense], offsets, strict=True)))
+    dense = [c.add_plain(m << off) for c, m in zip(record.dense, masks[layout.dense :], strict=True)]
+    return [pk.rerandomize(c) for c in (target, *dense)], masks
+
+
+def sp_check_values(layout: RecLayout, masks: Sequence[int]) -> list[int]:
+    """SP: its side of the comparisons, m_k then m_k + 2^value_bits."""
+    return [*masks, *(m + (1 << layout.value_bits) for m in masks)]
+
+
+def psp_check_values(layout: RecLayout, position: int, plains: Sequence[int]) -> list[int] | None:
+    """PSP: z_k from the decrypted masked values (its side of the comparisons, twice), or None
+    when something lies outside the fields (the upload is refused: what the PSP sees then is
+    the uploader's own value plus masks)."""
+    if len(plains) != layout.dense + 1:
+        raise ParameterError(f"{len(plains)} masked values to check, expected {layout.dense + 1}")
+    offsets, off = _check_offsets(layout, position)
+    limit = 1 << (layout.value_bits + layout.kappa + 1)
+    w = layout.target_layout.slot_bits
+    zs = [(plains[0] >> t) & ((1 << w) - 1) for t in offsets]
+    if any(z >= limit for z in zs) or sum(z << t for z, t in zip(zs, offsets, strict=True)) != plains[0]:
+        return None
+    for x in plains[1:]:
+        if x & ((1 << off) - 1) or x >> off >= limit:
+            return None
+        zs.append(x >> off)
+    return zs + zs
+
+
+def check_passed(layout: RecLayout, results: Sequence[int]) -> bool:
+    """PSP: the comparisons [z_k >= m_k] (all 1) and [z_k >= m_k + 2^value_bits] (all 0)."""
+    n = 2 * layout.dense
+    return len(results) == 2 * n and all(results[:n]) and not any(results[n:])
 
 
 def build_blocks(layout: RecLayout, records: Sequence[UserRecord]) -> list[list[Ciphertext]]:

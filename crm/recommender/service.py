@@ -59,29 +59,33 @@ from crm.recommender.plain import Recommendation
 from crm.recommender.private import (
     RecLayout,
     UserRecord,
+    check_bits,
+    check_passed,
     decode_aggregate,
     decode_neighbours,
-    derive_record,
+    psp_check_values,
+    sp_check,
+    sp_check_values,
     user_plaintexts,
-    wire_plaintexts,
 )
 from crm.recommender.protocol import compare_params  # importing it registers "recommend"
+from mpc.comparison.ot import PUBLIC_BYTES
 from mpc.comparison.pools import PspPools, SpPools
-from mpc.elgamal import Ciphertext, PublicKey, sum_ciphertexts
+from mpc.elgamal import Ciphertext, PublicKey, combine_many, sum_ciphertexts
 from mpc.elgamal.params import GroupParams
-from mpc.elgamal.proofs import (
-    UploadContext,
-    encrypt_bits_proven,
-    encrypt_proven,
-    proof_bytes,
-    proofs_size,
-    verify_upload,
-)
+from mpc.elgamal.proofs import UploadContext, proof_bytes, verify_upload
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
 from mpc.parties.config import load_parameters
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocols import compare
 from mpc.protocols.compare import DEFAULT_METHOD, METHOD_DGK, CompareParams
-from mpc.protocols.wire import parse_message
+from mpc.protocols.wire import (
+    ciphertext_batch,
+    ciphertexts_from_batch,
+    element_batch,
+    elements_from_batch,
+    parse_message,
+)
 from mpc.v1 import peer_pb2, recommend_pb2, steps_pb2, user_pb2
 
 log = logging.getLogger("crm.recommender.service")
@@ -292,23 +296,8 @@ async def upload_ratings(client: Any, params: RecParams, own: Mapping[str, int],
     """Encrypt a user's recommender upload locally and send it (``client``: a UserClient)."""
     pk = pk or await client.public_key()
     layout = params.layout(pk.params)
-    bits, ratings = wire_upload(params, layout, own)
-    context = client.upload_context(pk, REC_KIND, params.layout_version).digest()
-
-    def encrypt() -> tuple[bytes, bytes]:
-        a, pa = encrypt_bits_proven(pk, bits, context)
-        b, pb = encrypt_proven(pk, ratings, context, start=len(bits))
-        return pk.ciphertexts_to_bytes(a + b), pa + pb
-
-    blob, proofs = await asyncio.get_running_loop().run_in_executor(None, encrypt)
-    return int(await client.upload_proven(REC_KIND, blob, proofs, len(bits) + len(ratings), params.layout_version))
-
-
-def wire_upload(params: RecParams, layout: RecLayout, own: Mapping[str, int]) -> tuple[list[int], list[int]]:
-    """What a user encrypts for kind "rec": its dense values' bits (bit proofs) and its packed
-    ratings (proofs of knowledge); the servers derive the rest (:func:`derive_record`)."""
-    dense, d_row = encode_user(params, own)
-    return wire_plaintexts(layout, dense, d_row)
+    plains = upload_plaintexts(params, layout, client.config.name, own)
+    return int(await client.upload(REC_KIND, plains, params.layout_version, pk=pk))
 
 
 class Fetched(NamedTuple):
@@ -337,8 +326,28 @@ async def fetch_recommendations(
 class SpReplicate:
     async def run(self, ctx: SessionContext) -> object:
         header: user_pb2.UploadChunk = ctx.inputs["record"]
+        pk: PublicKey = ctx.inputs["pk"]
+        layout: RecLayout = ctx.inputs["layout"]
+        pools: SpPools = ctx.inputs["pools"]
+        rc = ctx.inputs["run_crypto"]
+        masked: list[Ciphertext] = ctx.inputs["masked"]
         await ctx.send("psp", "record", header.SerializeToString())
+        partials = await rc(ctx.inputs["share"].partial_decrypt_many, masked)
+        check = recommend_pb2.MaskedBatch(
+            ciphertexts=ciphertext_batch(pk, masked), partials=element_batch(pk.params, partials)
+        )
+        await ctx.send("psp", "ot-key", pools.ot.public())
+        await ctx.send("psp", "check", check.SerializeToString())
+        await compare.sp_compare_held(
+            ctx, ot_key=pools.ot, values=sp_check_values(layout, ctx.inputs["masks"]), bits=check_bits(layout),
+            prefix="check-", run_crypto=rc,
+        )
         ack = parse_message(steps_pb2.DeliverReady, await ctx.receive("psp", "stored"), "replication acknowledgement")
+        if not ack.count:
+            raise ParameterError(
+                "upload refused: a dense value is out of range or not where it belongs (checked with the "
+                "PSP on masked values; docs/security.md)"
+            )
         return int(ack.count)
 
 
@@ -347,24 +356,60 @@ class PspReplicate:
         service: RecommenderService = ctx.inputs["service"]
         user: str = ctx.inputs["user"]
         msg = parse_message(user_pb2.UploadChunk, await ctx.receive("sp", "record"), "replicated record")
-        version = await service.keep_replica(user, msg)
+        pos, record, blob = await service.check_replica(user, msg)
+        pk, share = service.party.require_key()
+        layout = service.layout
+        sp_key = await ctx.receive("sp", "ot-key")
+        if len(sp_key) != PUBLIC_BYTES:
+            raise EncodingError(f"the SP's OT key: {len(sp_key)} bytes, expected {PUBLIC_BYTES}")
+        check = parse_message(recommend_pb2.MaskedBatch, await ctx.receive("sp", "check"), "upload check")
+        masked = ciphertexts_from_batch(pk, check.ciphertexts, "upload check")
+        theirs = elements_from_batch(pk.params, check.partials, "upload check partials")
+        if len(masked) != layout.dense + 1 or len(theirs) != len(masked):
+            raise ParameterError(f"an upload check has {layout.dense + 1} ciphertexts and partials")
+        rc = service.party.run_crypto
+        ours = await rc(share.partial_decrypt_many, masked)
+        plains = combine_many(masked, [theirs, ours])
+        zs = psp_check_values(layout, pos, plains)
+        values = zs if zs is not None else [0] * (4 * layout.dense)  # the comparisons still run
+        results = await compare.psp_compare_held(
+            ctx, pools=service.psp_pools(), sp_ot_key=sp_key, values=values, bits=check_bits(layout),
+            prefix="check-", run_crypto=rc,
+        )
+        version = 0
+        if zs is not None and check_passed(layout, results):
+            version = await service.keep_replica(user, pos, msg.layout_version, record, blob)
+        else:
+            log.warning("psp: %s's upload refused: a dense value out of range or out of place", user)
         await ctx.send("sp", "stored", steps_pb2.DeliverReady(count=version).SerializeToString())
         return version
 
 
 @register_protocol
 class Replicate(ProtocolSpec):
-    """SP -> PSP: one user's upload (``record``: an UploadChunk with the whole blob);
-    the PSP stores it in its own store and answers ``stored`` with its version.
+    """SP -> PSP: one user's upload (``record``: an UploadChunk with the whole blob and its
+    proofs, which the PSP verifies again), then the upload check: the SP's masked dense
+    ciphertexts with its partial decryptions (``check``, after its OT key ``ot-key``), two
+    garbled comparisons per value (``check-choices``, ``check-garbled``); the PSP keeps the
+    record only if every dense value is in range and in place, and answers ``stored`` with
+    its version (0: refused, and the SP refuses the upload).
 
     Start inputs: a DeliverInputs whose ``user_id`` names the user (``delivery_id``
     is a random tag). Leakage: the PSP sees what the SP sees (user id, sizes, the
-    ciphertexts under the joint key).
+    ciphertexts under the joint key), the masked values z = v + m (m of value_bits +
+    kappa bits: statistically hiding) and whether the upload passed; for a refused
+    upload, the uploader's own values plus masks. The SP sees whether it passed.
     """
 
     name = "replicate"
     roles = ("sp", "psp")
-    steps = (Step("record", "sp", "psp"), Step("stored", "psp", "sp"))
+    steps = (
+        Step("record", "sp", "psp"),
+        Step("ot-key", "sp", "psp"),
+        Step("check", "sp", "psp"),
+        *compare.held_steps("check-"),
+        Step("stored", "psp", "sp"),
+    )
     role_factories: ClassVar[dict[str, RoleFactory]] = {"sp": SpReplicate, "psp": PspReplicate}
 
     @classmethod
@@ -420,7 +465,6 @@ class RecommenderService:
         self._dgk = DEFAULT_METHOD == METHOD_DGK
         if party.role == "sp":
             party.upload_handlers[REC_KIND] = self.upload
-            party.upload_bits[REC_KIND] = lambda count: self.layout.upload_bits
             party.fetch_handlers[RESULT_KIND] = self.ensure_result
             # The SP's zero-test key is kept (mode 0600) in its data directory.
             self.sp_pools = SpPools(party.curve_key)
@@ -537,9 +581,9 @@ class RecommenderService:
                 f"upload of kind {REC_KIND!r} for layout version {layout_version}; "
                 f"the recommender's current parameters have layout version {self.params.layout_version}"
             )
-        if count != self.layout.wire_count:
+        if count != self.layout.upload_count:
             raise ParameterError(
-                f"a recommender upload has {self.layout.wire_count} ciphertexts for these parameters, not {count}"
+                f"a recommender upload has {self.layout.upload_count} ciphertexts for these parameters, not {count}"
             )
         return pos
 
@@ -555,20 +599,16 @@ class RecommenderService:
         self._stale.add(self.layout.block_of(pos)[0])
         return int(version)
 
-    def _derive(self, pos: int, cts: list[Ciphertext]) -> tuple[UserRecord, bytes]:
-        """The record both servers keep, rebuilt from a proven upload, and its stored form."""
-        record = derive_record(self.layout, pos, cts)
-        pk = cts[0].pk
-        return record, pk.ciphertexts_to_bytes([record.target, *record.dense, *record.ratings])
-
     # -- SP: upload ----------------------------------------------------------------------
     async def upload(
         self, user: str, header: user_pb2.UploadChunk, cts: list[Ciphertext], blob: bytes, proofs: bytes
     ) -> int:
         """A user's upload, its proofs verified by the SP: replicate it (with the proofs, which the
-        PSP verifies again), then store it."""
+        PSP verifies again) and check its dense values with the PSP, then store it."""
         pos = self._check(user, header.layout_version, header.count)
-        record, derived = await self.party.run_crypto(self._derive, pos, cts)
+        record = UserRecord.split(self.layout, cts)
+        pk, share = self.party.require_key()
+        masked, masks = await self.party.run_crypto(sp_check, self.layout, pos, record)
         async with self.lock:
             t0 = time.perf_counter()
             await self.party.start_session(
@@ -582,19 +622,26 @@ class RecommenderService:
                         total_size=len(blob) + len(proofs),
                         proof_width=header.proof_width,
                         data=blob + proofs,
-                    )
+                    ),
+                    "pk": pk,
+                    "share": share,
+                    "layout": self.layout,
+                    "pools": self.sp_pools,
+                    "masked": masked,
+                    "masks": masks,
+                    "run_crypto": self.party.run_crypto,
                 },
             )
-            version = await self.party.run_crypto(self._keep_sync, user, pos, header.layout_version, derived, record)
+            version = await self.party.run_crypto(self._keep_sync, user, pos, header.layout_version, blob, record)
             self.stats["replicas"] += 1
             self._last_upload = time.monotonic()
-        log.info("sp: %s uploaded recommender data (version %d, replicated in %.3f s)", user, version,
+        log.info("sp: %s uploaded recommender data (version %d, checked and replicated in %.3f s)", user, version,
                  time.perf_counter() - t0)
         return version
 
     # -- PSP: replica ----------------------------------------------------------------------
-    async def keep_replica(self, user: str, msg: user_pb2.UploadChunk) -> int:
-        """PSP: verify a replicated upload's proofs itself (bound to the user the SP names), then keep it.
+    async def check_replica(self, user: str, msg: user_pb2.UploadChunk) -> tuple[int, UserRecord, bytes]:
+        """PSP: verify a replicated upload's proofs itself (bound to the user the SP names).
 
         The PSP does not take the SP's word that the proofs held: it checks them
         against the same statement (joint key, user, kind, layout version,
@@ -606,21 +653,23 @@ class RecommenderService:
         width, pw = pk.ciphertext_bytes, proof_bytes(pk.params)
         if msg.proof_width != pw:
             raise EncodingError(f"replicated record without its proofs (proof_width {msg.proof_width}, expected {pw})")
-        size = msg.count * width + proofs_size(pk.params, msg.count, self.layout.upload_bits)
-        if len(msg.data) != size or msg.total_size != len(msg.data):
+        if len(msg.data) != msg.count * (width + pw) or msg.total_size != len(msg.data):
             raise EncodingError("replicated record: size does not match its count")
         blob, proofs = msg.data[: msg.count * width], msg.data[msg.count * width :]
         statement = UploadContext(pk, user, REC_KIND, msg.layout_version)
 
         def validate() -> list[Ciphertext]:
             cts = pk.ciphertexts_from_bytes(blob, msg.count)
-            verify_upload(pk, cts, proofs, statement, self.layout.upload_bits)
+            verify_upload(pk, cts, proofs, statement)
             return cts
 
         cts = await self.party.run_crypto(validate)
-        record, derived = await self.party.run_crypto(self._derive, pos, cts)
+        return pos, UserRecord.split(self.layout, cts), blob
+
+    async def keep_replica(self, user: str, pos: int, layout_version: int, record: UserRecord, blob: bytes) -> int:
+        """PSP: keep a replica whose proofs and upload check passed."""
         async with self.lock:
-            version = await self.party.run_crypto(self._keep_sync, user, pos, msg.layout_version, derived, record)
+            version = await self.party.run_crypto(self._keep_sync, user, pos, layout_version, blob, record)
             await self._ready()  # rebuild the stale block now: a query's inputs are taken synchronously
             self.stats["replicas"] += 1
         return version

@@ -154,105 +154,6 @@ def verify(pk: PublicKey, ct: Ciphertext, proof: bytes, context: bytes, index: i
     return hmac.compare_digest(expect, e_bytes)
 
 
-# -- bits: a ciphertext of 0 or 1 -------------------------------------------------------------
-BIT_PROOF_DOMAIN = b"mpc-crm/v1/bit-proof"
-
-
-def bit_proof_bytes(params: GroupParams) -> int:
-    """Width of one bit proof: (e_0, e_1, s_0, s_1), each e 16 bytes, each s fixed width."""
-    return 2 * proof_bytes(params)
-
-
-def _bit_challenge(params: GroupParams, context: bytes, index: int, ct: Ciphertext, ts: Sequence[int]) -> int:
-    eb = params.element_bytes
-    n2 = params.n2
-    d = hashlib.sha256(
-        _lp(
-            BIT_PROOF_DOMAIN,
-            context,
-            int(index).to_bytes(8, "big"),
-            int(ct.c1).to_bytes(eb, "big"),
-            int(ct.c2).to_bytes(eb, "big"),
-            *(int(f_mod(mpz(t) * t, n2)).to_bytes(eb, "big") for t in ts),
-        )
-    ).digest()
-    return int.from_bytes(d[:CHALLENGE_BYTES], "big")
-
-
-def _shifted_c2(params: GroupParams, ct: Ciphertext, beta: int) -> mpz:
-    """c2 / (1 + N)^beta: an encryption of zero's second half exactly when the plaintext is beta."""
-    n, n2 = params.n, params.n2
-    return f_mod(ct.c2 * (1 + (-beta % n) * n), n2)
-
-
-def _simulated(pk: PublicKey, c1: mpz, d2: mpz, e: int, s: int) -> tuple[mpz, mpz]:
-    n2 = pk.params.n2
-    return (
-        f_mod(pk.g_pow(s) * gmpy2.powmod(c1, -e, n2), n2),
-        f_mod(pk.h_pow(s) * gmpy2.powmod(d2, -e, n2), n2),
-    )
-
-
-def prove_bit(pk: PublicKey, ct: Ciphertext, bit: int, r: int, context: bytes, index: int) -> bytes:
-    """Prove that ``ct`` = Enc(bit; r) encrypts 0 or 1 (a CDS OR of two equalities of discrete
-    logs, on squares), bound to ``context`` and ``index``; it also proves knowledge of r."""
-    if bit not in (0, 1):
-        raise ParameterError("a bit proof is for a plaintext of 0 or 1")
-    p = pk.params
-    other = 1 - bit
-    e_other = secrets.randbits(CHALLENGE_BITS)
-    s_other = mpz(secrets.randbits(nonce_bits(p)))
-    fake = _simulated(pk, ct.c1, _shifted_c2(p, ct, other), e_other, s_other)
-    k = mpz(secrets.randbits(nonce_bits(p)))
-    real = (pk.g_pow(k), pk.h_pow(k))
-    ts = (*real, *fake) if bit == 0 else (*fake, *real)
-    e = _bit_challenge(p, context, index, ct, ts)
-    e_bit = (e - e_other) % (1 << CHALLENGE_BITS)
-    s_bit = k + mpz(e_bit) * mpz(r)
-    es, ss = [0, 0], [mpz(0), mpz(0)]
-    es[bit], ss[bit], es[other], ss[other] = e_bit, s_bit, e_other, s_other
-    w = proof_bytes(p) - CHALLENGE_BYTES
-    return b"".join(int(x).to_bytes(CHALLENGE_BYTES, "big") for x in es) + b"".join(
-        int(x).to_bytes(w, "big") for x in ss
-    )
-
-
-def verify_bit(pk: PublicKey, ct: Ciphertext, proof: bytes, context: bytes, index: int) -> bool:
-    """Whether ``proof`` shows that ``ct`` encrypts 0 or 1 (and knowledge of its r); False on any
-    malformation."""
-    p = pk.params
-    try:
-        proof = as_bytes(proof, "bit proof")
-    except EncodingError:
-        return False
-    if len(proof) != bit_proof_bytes(p):
-        return False
-    w = proof_bytes(p) - CHALLENGE_BYTES
-    e0 = int.from_bytes(proof[:CHALLENGE_BYTES], "big")
-    e1 = int.from_bytes(proof[CHALLENGE_BYTES : 2 * CHALLENGE_BYTES], "big")
-    s0 = mpz(int.from_bytes(proof[2 * CHALLENGE_BYTES : 2 * CHALLENGE_BYTES + w], "big"))
-    s1 = mpz(int.from_bytes(proof[2 * CHALLENGE_BYTES + w :], "big"))
-    if s0.bit_length() > response_bits(p) or s1.bit_length() > response_bits(p):
-        return False
-    t0 = _simulated(pk, ct.c1, _shifted_c2(p, ct, 0), e0, s0)
-    t1 = _simulated(pk, ct.c1, _shifted_c2(p, ct, 1), e1, s1)
-    return _bit_challenge(p, context, index, ct, (*t0, *t1)) == (e0 + e1) % (1 << CHALLENGE_BITS)
-
-
-def encrypt_bits_proven(
-    pk: PublicKey, bits: Sequence[int], context: bytes, start: int = 0
-) -> tuple[list[Ciphertext], bytes]:
-    """Encrypt 0/1 values with a bit proof each (positions ``start``, ``start + 1``, ...)."""
-    cts: list[Ciphertext] = []
-    proofs: list[bytes] = []
-    for i, b in enumerate(bits):
-        r = pk.random_exponent()
-        ct = pk.encrypt(b, r)
-        cts.append(ct)
-        proofs.append(prove_bit(pk, ct, b, r, context, start + i))
-    return cts, b"".join(proofs)
-
-
 def encrypt_proven(
     pk: PublicKey, ms: Sequence[int], context: bytes, start: int = 0
 ) -> tuple[list[Ciphertext], bytes]:
@@ -279,65 +180,34 @@ def split_proofs(params: GroupParams, blob: bytes, count: int) -> list[bytes]:
     return [blob[i * w : (i + 1) * w] for i in range(count)]
 
 
-def proofs_size(params: GroupParams, count: int, bits: int = 0) -> int:
-    """Bytes of an upload's proofs: a bit proof for each of the first ``bits`` ciphertexts, a
-    proof of knowledge for each of the others."""
-    return bits * bit_proof_bytes(params) + (count - bits) * proof_bytes(params)
-
-
-def verify_upload(
-    pk: PublicKey, cts: Sequence[Ciphertext], proofs: bytes, ctx: UploadContext, bits: int = 0
-) -> None:
+def verify_upload(pk: PublicKey, cts: Sequence[Ciphertext], proofs: bytes, ctx: UploadContext) -> None:
     """Check every proof of an upload; EncodingError naming the first position that fails.
 
-    The first ``bits`` ciphertexts must carry bit proofs (each encrypts 0 or 1),
-    the others proofs of knowledge. Nothing of an upload may be stored,
-    replicated or used before this returns.
+    Nothing of an upload may be stored, replicated or used before this returns.
     """
     if ctx.pk != pk:
         raise ParameterError("the upload context names another key")
-    if not 0 <= bits <= len(cts):
-        raise ParameterError(f"{bits} bit ciphertexts in an upload of {len(cts)}")
-    p = pk.params
-    proofs = as_bytes(proofs, "upload proofs")
-    if len(proofs) != proofs_size(p, len(cts), bits):
-        raise EncodingError(
-            f"{len(cts)} ciphertexts ({bits} of them bits) need {proofs_size(p, len(cts), bits)} "
-            f"bytes of proofs, got {len(proofs)}"
-        )
     context = ctx.digest()
-    bw, pw = bit_proof_bytes(p), proof_bytes(p)
-    for i, ct in enumerate(cts):
-        if i < bits:
-            ok = verify_bit(pk, ct, proofs[i * bw : (i + 1) * bw], context, i)
-        else:
-            at = bits * bw + (i - bits) * pw
-            ok = verify(pk, ct, proofs[at : at + pw], context, i)
-        if not ok:
-            what = "a bit proof (a plaintext of 0 or 1)" if i < bits else "a proof of knowledge of its randomness"
+    for i, (ct, proof) in enumerate(zip(cts, split_proofs(pk.params, proofs, len(cts)), strict=True)):
+        if not verify(pk, ct, proof, context, i):
             raise EncodingError(
                 f"upload proof {i} of {len(cts)} does not verify for {ctx.owner!r}, kind {ctx.kind!r}, "
-                f"layout version {ctx.layout_version}: this ciphertext needs {what}, made by its "
-                "uploader for this upload"
+                f"layout version {ctx.layout_version}: every ciphertext must come with a proof of "
+                "knowledge of its randomness, made by its uploader for this upload"
             )
 
 
 __all__ = [
     "CHALLENGE_BITS",
     "UploadContext",
-    "bit_proof_bytes",
     "challenge",
-    "encrypt_bits_proven",
     "encrypt_proven",
     "nonce_bits",
     "proof_bytes",
-    "proofs_size",
     "prove",
-    "prove_bit",
     "respond",
     "response_bits",
     "split_proofs",
     "verify",
-    "verify_bit",
     "verify_upload",
 ]

@@ -37,7 +37,7 @@ PROOF_CHALLENGE_BITS = 128
 
 
 def g_table_bits(params: GroupParams) -> int:
-    """Exponent bits the fixed-base tables of g and h cover: an upload proof's response, the longest."""
+    """Exponent bits g's fixed-base table covers: an upload proof's response, the longest."""
     return params.exponent_bits + PROOF_CHALLENGE_BITS + STAT_BITS + 1
 
 
@@ -187,7 +187,7 @@ class PublicKey:
                     p = self.params
                     self._tables = (
                         FixedBaseTable(p.g, p.n2, g_table_bits(p), self.window),
-                        FixedBaseTable(self.h, p.n2, g_table_bits(p), self.window),
+                        FixedBaseTable(self.h, p.n2, p.exponent_bits, self.window),
                     )
         return self._tables
 

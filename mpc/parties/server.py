@@ -33,7 +33,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 import mpc.protocols  # noqa: F401  (registers the protocols)
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, sum_ciphertexts
 from mpc.elgamal.curve import CurvePrivateKey
-from mpc.elgamal.proofs import UploadContext, proof_bytes, proofs_size, verify_upload
+from mpc.elgamal.proofs import UploadContext, proof_bytes, verify_upload
 from mpc.errors import (
     EncodingError,
     NotFound,
@@ -114,9 +114,6 @@ class PartyServer:
         self.upload_handlers: dict[str, Callable[..., Any]] = {}
         """kind -> ``await handler(user, header, cts, blob, proofs) -> version``, replaces the generic
         store; called only once every proof of the upload verified (``proofs``: for a replica)."""
-        self.upload_bits: dict[str, Callable[[int], int]] = {}
-        """kind -> how many leading ciphertexts of an upload of ``count`` must carry bit proofs
-        (each encrypts 0 or 1); the rest carry proofs of knowledge. Default: none."""
         self.fetch_handlers: dict[str, Callable[..., Any]] = {}
         """kind -> ``await handler(user, time_left)``: make the result current before it is delivered."""
         self.responders: dict[str, Callable[[bytes], dict[str, Any]]] = {}
@@ -524,10 +521,6 @@ class UserGatewayService:
         width = pk.ciphertext_bytes
         pw = proof_bytes(pk.params)
 
-        def bits_of(chunk: user_pb2.UploadChunk) -> int:
-            bits = self.p.upload_bits.get(chunk.kind)
-            return min(chunk.count, bits(chunk.count)) if bits is not None else 0
-
         def check(chunk: user_pb2.UploadChunk) -> None:
             if not KIND_RE.match(chunk.kind):
                 raise EncodingError("kind must be 1..32 characters of a-z, 0-9, _ and -")
@@ -538,11 +531,10 @@ class UserGatewayService:
                     f"every ciphertext of an upload needs a proof of knowledge of {pw} bytes "
                     f"(proof_width {chunk.proof_width}): uploads without proofs are refused"
                 )
-            size = chunk.count * width + proofs_size(pk.params, chunk.count, bits_of(chunk))
-            if chunk.total_size != size:
+            if chunk.total_size != chunk.count * (width + pw):
                 raise EncodingError(
-                    f"{chunk.count} ciphertexts of {width} bytes with their proofs make "
-                    f"{size} bytes, not {chunk.total_size}"
+                    f"{chunk.count} ciphertexts of {width} bytes with proofs of {pw} bytes make "
+                    f"{chunk.count * (width + pw)} bytes, not {chunk.total_size}"
                 )
 
         header, data = await rpc.reassemble(
@@ -551,11 +543,10 @@ class UserGatewayService:
         split = header.count * width
         blob, proofs = data[:split], data[split:]
         statement = UploadContext(pk, ident.name, header.kind, header.layout_version)
-        bits = bits_of(header)
 
         def validate() -> list[Ciphertext]:
             cts = pk.ciphertexts_from_bytes(blob, header.count)
-            verify_upload(pk, cts, proofs, statement, bits)
+            verify_upload(pk, cts, proofs, statement)
             return cts
 
         # Validate every ciphertext and its proof before anything is stored or forwarded.
