@@ -19,7 +19,7 @@ DATA ?= ../shared/data
 demo: $(STAMP)
 	$(BIN)/mpc-crm demo
 	$(BIN)/mpc-crm simulate --users 4 --values 8 --key-bits 2048
-	$(BIN)/mpc-crm simulate --ratings $(DATA)/movietweetings-top1000.csv --users 100 --targets 3 \
+	$(BIN)/mpc-crm simulate --ratings $(DATA)/movietweetings-top1000.csv --users 100 --targets 3 --top-n 20 \
 	    --key-bits 2048 --titles $(DATA)/movietweetings-top1000-items.csv
 	$(BIN)/mpc-crm simulate --baskets $(DATA)/groceries.csv --customers 80 --key-bits 1024 \
 	    --product "whole milk" --product "rolls/buns" --k 5
@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check mpc crm scripts tests
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_crypto.py --bits 2048 --json docs/bench_crypto.json
+	$(BIN)/python scripts/bench_crypto.py --bits 2048 --json bench/results/bench_crypto.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info mpc/v1

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import EllipsisType
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -27,11 +27,21 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from mpc.errors import ProtocolError
 from mpc.transport import InMemoryNetwork, PeerFailed, Transport, UnexpectedStep
 
+RunCrypto = Callable[..., Awaitable[Any]]
+"""How a role runs CPU-heavy work: ``await run_crypto(fn, *args)`` (a party's executor, off the
+event loop), or :func:`run_inline` in tests and in-memory runs."""
+
+
+async def run_inline(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` in the calling task: the :data:`RunCrypto` of in-memory runs."""
+    return fn(*args)
+
 __all__ = [
     "DEFAULT_RECEIVE_TIMEOUT",
     "ProtocolSpec",
     "Role",
     "RoleFactory",
+    "RunCrypto",
     "SessionContext",
     "Step",
     "expected_messages",
@@ -39,6 +49,7 @@ __all__ = [
     "new_session_id",
     "register_protocol",
     "registered_protocols",
+    "run_inline",
     "run_local",
     "run_role",
     "unregister_protocol",

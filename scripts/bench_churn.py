@@ -2,7 +2,7 @@
 """Benchmark of private churn scoring: all Telco customers across three processes, and per-step costs.
 
     python scripts/bench_churn.py --data ../shared/data/telco-churn.csv --key-bits 2048 \
-        --json docs/bench_churn.json [--customers N] [--model model.json] [--sample 200]
+        --json bench/results/bench_churn.json [--customers N] [--model model.json] [--sample 200]
 
 Two parts, in one run:
 

@@ -1,7 +1,7 @@
 """Benchmark of the private recommender (threshold or top-N mode), one process, in memory.
 
     python scripts/bench_recommend.py --ratings ../shared/data/movietweetings-top1000.csv \
-        --bits 2048 --targets 3 --json docs/bench_recommend.json
+        --bits 2048 --targets 3 --json bench/results/bench_recommend.json
 
 Every user's upload is encrypted for real (with the batch encryptor on all
 cores: setup, not counted per target); then for each target the whole

@@ -101,7 +101,9 @@ async def test_oracle_of_own_base_and_parity(parties: Parties) -> None:
     assert await try_oracle(parties, alice, n2 - 1) is None
 
 
-async def test_replayed_ciphertext_of_another_user_is_refused(parties: Parties) -> None:
+async def test_replayed_ciphertext_of_another_user_is_refused(
+    parties: Parties, caplog: pytest.LogCaptureFixture
+) -> None:
     """Bob's stored record, uploaded by alice (from a leaked backup, say), is not decrypted for her."""
     bob, alice = parties.user("bob"), parties.user("alice")
     secret = 271828
@@ -124,6 +126,9 @@ async def test_replayed_ciphertext_of_another_user_is_refused(parties: Parties) 
     assert status(info.value) is grpc.StatusCode.INVALID_ARGUMENT
     assert "does not verify" in str(info.value)
     assert store.fingerprint() == before
+    assert any(
+        "/mpc.v1.UserGateway/Upload" in r.getMessage() and "does not verify" in r.getMessage() for r in caplog.records
+    ), "the refusal is logged"
 
 
 async def test_order_two_component_in_a_proven_upload_leaks_nothing(parties: Parties) -> None:

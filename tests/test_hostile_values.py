@@ -96,8 +96,10 @@ MALLORY_FULL = 3
 VICTIMS = (0, 7, 13)
 FIELD = 16
 """Bits per stolen value in the free slots (a dense value has SHIFT + 1 bits)."""
-QUERIES = 48
-"""Queries by the hostile target per victim (finding 2)."""
+QUERIES = 96
+"""Queries by the hostile target per victim (finding 2): with the similarity bound widened for
+the upload check, the bypassed attack flags the rated victim in about 1 query of 7 (threshold)
+or 1 of 4 (top-N), so 96 queries miss it with probability below 10^-6."""
 
 
 def _decrypt(shares: Any, ct: Any) -> int:
@@ -409,8 +411,8 @@ async def test_a_hostile_neighbour_in_a_full_block_reads_parities_silently(keys:
 
 # -- finding 2: a hostile target -------------------------------------------------------------
 TARGET, VICTIM = 0, 1
-RATED, UNRATED = [1 << (SHIFT - 1)] * DENSE, [0] * DENSE
-"""A victim who rated every dense item alike (v = 128 each, |v| = 256), one who rated none."""
+RATED, UNRATED = [1 << SHIFT] * DENSE, [0] * DENSE
+"""A victim with the largest dense values (v = 256 each), one who rated none."""
 
 
 def _hostile_target_flags(keys: Any, mode: str, victim: list[int], hostile: bool = True, boundary: bool = False) -> int:
@@ -469,10 +471,11 @@ def target_attack(keys: Any) -> dict[tuple[str, str], int]:
 @pytest.mark.parametrize("mode", ["threshold", "topn"])
 def test_a_hostile_target_pushes_similarities_out_of_the_masks(target_attack: Any, mode: str) -> None:
     """Finding 2, reproduced: the unrated victim is never flagged (its masked value is a bare
-    mask), the rated one in a large share of the queries (about 1/4 in threshold mode,
-    1/2 in top-N mode): the two are told apart, where the masks promise 2^-40."""
+    mask), the rated one in a share of the queries (about 1/7 in threshold mode, 1/4 in
+    top-N mode, with the widened similarity bound): the two are told apart, where the masks
+    promise 2^-40."""
     assert target_attack[mode, "unrated"] == 0
-    assert target_attack[mode, "rated"] >= 1  # expected QUERIES / 4 resp. / 2; none: p < 2^-19
+    assert target_attack[mode, "rated"] >= 1  # expected about QUERIES / 7 resp. / 4; none: p < 10^-6
     assert target_attack[mode, "honest target"] == 0  # the control: an in-range target vector
 
 

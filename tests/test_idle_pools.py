@@ -17,10 +17,18 @@ def test_pool_refills_only_when_idle() -> None:
     made = []
     pool = Pool(lambda n: [made.append(1) or object() for _ in range(n)], target=20, name="t")
     idle = threading.Event()
-    pool.start(chunk=5, idle=idle.is_set)
+    asked = threading.Event()
+
+    def is_idle() -> bool:
+        asked.set()
+        return idle.is_set()
+
+    pool.start(chunk=5, idle=is_idle)
     try:
+        # The refill thread has run and asked whether we are idle (not merely not started yet) ...
+        assert asked.wait(5), "the refill thread never asked whether the process is idle"
         time.sleep(0.3)
-        assert len(pool) == 0  # busy: nothing computed
+        assert len(pool) == 0 and not made  # ... and, told busy, computed nothing
         idle.set()
         deadline = time.monotonic() + 5
         while len(pool) < 20 and time.monotonic() < deadline:

@@ -531,15 +531,12 @@ def test_horner_checks_count() -> None:
 
 
 def test_horner_with_elgamal() -> None:
-    """The same packing on the project's threshold ElGamal ciphertexts (skipped until it exists)."""
-    elgamal = pytest.importorskip("mpc.elgamal")
-    if not hasattr(elgamal, "local_joint_keys"):
-        pytest.skip("mpc.elgamal does not provide local_joint_keys yet")
+    """The same packing on the project's threshold ElGamal ciphertexts (an import failure fails)."""
     from mpc.elgamal import combine, local_joint_keys, params_for
 
     params = params_for(1024)
     pk, shares = local_joint_keys(params)
-    plaintext_bits = getattr(pk, "plaintext_bits", None) or params.plaintext_bits
+    plaintext_bits = params.plaintext_bits
     assert plaintext_bits == params.n.bit_length() - 1
     layout = SlotLayout(16, 4, plaintext_bits)
     assert layout.capacity == plaintext_bits // (16 + 2 + 40 + 1)

@@ -103,6 +103,33 @@ def _windows(data: bytes) -> set[bytes]:
     return {data[i : i + WINDOW] for i in range(0, max(0, len(data) - WINDOW + 1))}
 
 
+def _random_looking(w: bytes) -> bool:
+    """At least 24 distinct byte values: a run of zeros or of a repeated pattern (padding,
+    framing) is not a value, so it may repeat."""
+    return len(set(w)) >= 24
+
+
+def _repeats_within(msgs: list[tuple[str, bytes]]) -> list[str]:
+    """The steps in which a random-looking window stands twice: in two messages of one
+    query, or at two places of one message."""
+    where: dict[bytes, str] = {}
+    found = []
+    for step, payload in msgs:
+        here: dict[bytes, int] = {}
+        for i in range(0, max(0, len(payload) - WINDOW + 1)):
+            w = payload[i : i + WINDOW]
+            if not _random_looking(w):
+                continue
+            if w in where:
+                found.append(f"{where[w]} and {step}")
+            elif w in here and i - here[w] >= WINDOW:
+                found.append(f"{step} twice")
+            here.setdefault(w, i)
+        for w in here:
+            where.setdefault(w, step)
+    return found
+
+
 @pytest.mark.parametrize("protocol", ["recommend", "recommend-topn"])
 async def test_psp_never_sees_a_ciphertext_twice_nor_a_stored_one(keys: Any, protocol: str) -> None:
     """Top-N included: its shuffled values and the PSP's own selection bits are not
@@ -115,6 +142,8 @@ async def test_psp_never_sees_a_ciphertext_twice_nor_a_stored_one(keys: Any, pro
         await _query(keys, w, target, net, curve, protocol)
         msgs = net.received["psp"]
         assert msgs, "the PSP received nothing"
+        repeats = _repeats_within(msgs)
+        assert not repeats, f"a value repeats within one query: {repeats[:3]}"
         windows: set[bytes] = set()
         for _step, payload in msgs:
             windows |= _windows(payload)
@@ -139,3 +168,16 @@ async def test_the_sp_view_depends_on_sizes_only(keys: Any) -> None:
         await _query(keys, w, 4, net, curve)
         views.append([(step, len(payload)) for step, payload in net.received["sp"]])
     assert views[0] == views[1]
+
+
+def test_the_repeat_check_catches_repeats_within_a_query() -> None:
+    """The check above is not vacuous: a value sent twice in one query, in two messages or in
+    one, is caught; zero padding repeated is not a value."""
+    import secrets
+
+    value = secrets.token_bytes(128)
+    assert _repeats_within([("a", value), ("b", secrets.token_bytes(64) + value)]) != []
+    twice = _repeats_within([("a", value + secrets.token_bytes(16) + value)])
+    assert twice and set(twice) == {"a twice"}
+    assert _repeats_within([("a", bytes(500)), ("b", bytes(500))]) == []
+    assert _repeats_within([("a", secrets.token_bytes(500)), ("b", secrets.token_bytes(500))]) == []

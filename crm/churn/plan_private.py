@@ -53,7 +53,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
@@ -71,7 +71,15 @@ from crm.churn.plan_forms import PlanForms
 from mpc.comparison import ole, ot, shuffle
 from mpc.comparison.pools import PspPools, SpPools
 from mpc.errors import EncodingError, ParameterError, ProtocolError
-from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocol import (
+    ProtocolSpec,
+    RoleFactory,
+    RunCrypto,
+    SessionContext,
+    Step,
+    register_protocol,
+    run_inline,
+)
 from mpc.protocols import compare, shuffling
 from mpc.protocols.wire import parse_message
 from mpc.transport import DEFAULT_MAX_PAYLOAD
@@ -104,12 +112,9 @@ __all__ = [
     "start_inputs",
 ]
 
-RunCrypto = Callable[..., Awaitable[Any]]
 MAX_ROUNDS = 16
 
 
-async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
 
 
 @dataclass(frozen=True)
@@ -384,7 +389,7 @@ class SpPlanRole:
         forms: PlanForms = i["forms"]
         layout: PlanLayout = i["layout"]
         a: np.ndarray = i["shares"]  # (customers, inputs)
-        rc: RunCrypto = i.get("run_crypto") or _inline
+        rc: RunCrypto = i.get("run_crypto") or run_inline
         pools: SpPools = i.get("compare_pools") or SpPools()
         plan: SpPlan = i.get("sp_plan") or SpPlan.of(forms, layout)
         customers = a.shape[0]
@@ -449,7 +454,7 @@ class PspPlanRole:
         i = ctx.inputs
         layout: PlanLayout = i["layout"]
         b: np.ndarray = i["shares"]
-        rc: RunCrypto = i.get("run_crypto") or _inline
+        rc: RunCrypto = i.get("run_crypto") or run_inline
         pools: PspPools = i.get("compare_pools") or PspPools()
         customers = b.shape[0]
         if b.shape != (customers, len(layout.inputs)) or customers == 0:

@@ -22,19 +22,26 @@ sealed box; PSP, None.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from crm.churn import private
 from mpc.errors import EncodingError, ParameterError, ProtocolError
-from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocol import (
+    ProtocolSpec,
+    RoleFactory,
+    RunCrypto,
+    SessionContext,
+    Step,
+    register_protocol,
+    run_inline,
+)
 from mpc.protocols.wire import parse_message
 from mpc.transport import DEFAULT_MAX_PAYLOAD
 from mpc.v1 import churn_pb2
 
 __all__ = ["ChurnScore", "aad", "psp_inputs", "psp_seal", "sp_prepare", "start_inputs"]
 
-RunCrypto = Callable[..., Awaitable[Any]]
 MAX_CHUNK = 4096
 """Customers in one session at most (a chunk of 4096 at depth 6 is some 230 MB of nodes)."""
 MAX_TERMS = 64
@@ -49,8 +56,6 @@ def nodes_bytes(depth: int, terms: int, count: int) -> int:
     return count * ((2**depth - 1) * terms * private.W + 2**depth * private.ENTRY_BYTES)
 
 
-async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
 
 
 def aad(chunk: str, count: int) -> bytes:
@@ -131,7 +136,7 @@ def psp_seal(inputs: dict[str, Any], payload: bytes) -> bytes:
 class SpChurnScore:
     async def run(self, ctx: SessionContext) -> object:
         i = ctx.inputs
-        rc: RunCrypto = i.get("run_crypto") or _inline
+        rc: RunCrypto = i.get("run_crypto") or run_inline
         prepared = i.get("prepared")
         if prepared is None:
             prepared = await rc(
@@ -150,7 +155,7 @@ class SpChurnScore:
 class PspChurnScore:
     async def run(self, ctx: SessionContext) -> object:
         i = ctx.inputs
-        rc: RunCrypto = i.get("run_crypto") or _inline
+        rc: RunCrypto = i.get("run_crypto") or run_inline
         payload = await ctx.receive("sp", "nodes")
         await ctx.send("sp", "sealed", await rc(psp_seal, i, payload))
         return None

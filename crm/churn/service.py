@@ -750,20 +750,10 @@ class ChurnClient(UserClient):
     async def scoring_key(self, wait_s: float = 0.0) -> bytes:
         """The PSP's curve public key, read from the PSP itself (customers and front ends
         encrypt under it); ``wait_s`` > 0 keeps retrying while the PSP is starting."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + wait_s
-        delay = 0.1
-        while True:
-            try:
-                info = await self.keys.call(
-                    "GetScoringKey", churn_pb2.ScoringKeyRequest(), timeout=self.config.deadline_s
-                )
-                break
-            except TransportError:
-                if loop.time() + delay > give_up:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 1.0)
+        info = await rpc.retry_while_unavailable(
+            lambda: self.keys.call("GetScoringKey", churn_pb2.ScoringKeyRequest(), timeout=self.config.deadline_s),
+            wait_s,
+        )
         if not info.curve_key:
             raise TransportError("the PSP does not publish a curve key")
         return bytes(info.curve_key)

@@ -31,7 +31,7 @@ SP result: the aggregate ciphertexts; PSP result: None.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from crm.recommender.private import (
@@ -50,7 +50,15 @@ from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, combine_many
 from mpc.errors import EncodingError, LayoutError, ParameterError
 from mpc.packing import pack_bits, pack_masks
-from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocol import (
+    ProtocolSpec,
+    RoleFactory,
+    RunCrypto,
+    SessionContext,
+    Step,
+    register_protocol,
+    run_inline,
+)
 from mpc.protocols import compare
 from mpc.protocols.wire import (
     ciphertext_batch,
@@ -61,12 +69,9 @@ from mpc.protocols.wire import (
 )
 from mpc.v1 import recommend_pb2
 
-RunCrypto = Callable[..., Awaitable[Any]]
 CMP = "cmp-"
 
 
-async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
 
 
 def compare_params(layout: RecLayout) -> compare.CompareParams:
@@ -278,7 +283,7 @@ class SpRecommend:
         layout: RecLayout = i["layout"]
         pk: PublicKey = i["pk"]
         share: KeyShare = i["share"]
-        rc: RunCrypto = i.get("run_crypto") or _inline
+        rc: RunCrypto = i.get("run_crypto") or run_inline
         check_compare_layout(layout, pk)
         sims = await sp_similarities(ctx, layout, pk, share, i["records"], i["blocks"], i["target"], rc)
 
@@ -299,7 +304,7 @@ class PspRecommend:
         layout: RecLayout = i["layout"]
         pk: PublicKey = i["pk"]
         share: KeyShare = i["share"]
-        rc: RunCrypto = i.get("run_crypto") or _inline
+        rc: RunCrypto = i.get("run_crypto") or run_inline
         check_mode(ctx)
         check_compare_layout(layout, pk)
         await psp_similarities(ctx, layout, pk, share, i["blocks"], rc)

@@ -24,8 +24,8 @@ faster leak-free selection is measured against.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
 from crm.recommender.private import RecLayout, UserRecord
 from crm.recommender.protocol import AGGREGATE_STEPS, check_mode, psp_aggregate, sp_aggregate
@@ -33,16 +33,20 @@ from crm.recommender.topn import RANKED_STEPS, psp_ranked_singles, sp_ranked_sin
 from mpc.comparison.pools import PspPools
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, sum_ciphertexts
 from mpc.errors import ParameterError
-from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, register_protocol
+from mpc.protocol import (
+    ProtocolSpec,
+    RoleFactory,
+    RunCrypto,
+    SessionContext,
+    register_protocol,
+    run_inline,
+)
 from mpc.protocols import compare
 
 __all__ = ["RecommendRank", "pairs_of", "rank_bits", "ranks_from_outcomes"]
 
-RunCrypto = Callable[..., Awaitable[Any]]
 
 
-async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
 
 
 def pairs_of(n: int, target: int) -> list[tuple[int, int]]:
@@ -85,7 +89,7 @@ class SpRank:
         n = layout.n_users
         if top_n < 1:
             raise ParameterError(f"top_n must be at least 1, got {top_n}")
-        rc: RunCrypto = i.get("run_crypto") or _inline
+        rc: RunCrypto = i.get("run_crypto") or run_inline
         pools = i.get("compare_pools")
         singles, masks = await sp_ranked_singles(ctx, layout, pk, share, records, i["blocks"], a, rc)
         xs = [c.add_plain(-m) for c, m in zip(singles, masks, strict=True)]
@@ -120,7 +124,7 @@ class PspRank:
         layout: RecLayout = topn_layout(i["layout"])
         pk: PublicKey = i["pk"]
         share: KeyShare = i["share"]
-        rc: RunCrypto = i.get("run_crypto") or _inline
+        rc: RunCrypto = i.get("run_crypto") or run_inline
         pools = i.get("compare_pools") or PspPools()
         n = layout.n_users
 

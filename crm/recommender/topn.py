@@ -46,8 +46,8 @@ from __future__ import annotations
 import math
 import secrets
 import struct
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 from crm.recommender.private import (
     RecLayout,
@@ -71,15 +71,20 @@ from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey
 from mpc.errors import EncodingError, ParameterError, ProtocolError
 from mpc.packing import SlotLayout, pack_bits, pack_masks, random_masks
-from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocol import (
+    ProtocolSpec,
+    RoleFactory,
+    RunCrypto,
+    SessionContext,
+    Step,
+    register_protocol,
+    run_inline,
+)
 from mpc.protocols import compare, shuffling
 
-RunCrypto = Callable[..., Awaitable[Any]]
 MAX_ROUNDS = 48
 
 
-async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
 
 
 def topn_layout(layout: RecLayout) -> RecLayout:
@@ -410,7 +415,7 @@ class SpTopN:
         share: KeyShare = i["share"]
         records: list[UserRecord] = i["records"]
         a: int = i["target"]
-        rc: RunCrypto = i.get("run_crypto") or _inline
+        rc: RunCrypto = i.get("run_crypto") or run_inline
         pools = i.get("compare_pools") or SpPools()
         n = layout.n_users - 1
 
@@ -455,7 +460,7 @@ class PspTopN:
         share: KeyShare = i["share"]
         records: list[UserRecord] = i["records"]
         top_n: int = i["top_n"]
-        rc: RunCrypto = i.get("run_crypto") or _inline
+        rc: RunCrypto = i.get("run_crypto") or run_inline
         pools = i.get("compare_pools") or PspPools()
         n = layout.n_users - 1
         width = shuffle.size_for(layout.n_users)

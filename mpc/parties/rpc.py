@@ -11,8 +11,9 @@ plain protocol logic.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -410,6 +411,22 @@ async def reassemble(
     if got != header.total_size:
         raise errors.EncodingError(f"{what} of {got} bytes, declared {header.total_size}: truncated")
     return header, b"".join(parts)
+
+
+async def retry_while_unavailable(call: Callable[[], Awaitable[Any]], wait_s: float) -> Any:
+    """``await call()``, retried on TransportError (a server still starting, or not listening
+    yet) for up to ``wait_s`` seconds with a growing pause; 0 tries once."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + wait_s
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except errors.TransportError:
+            if loop.time() + delay > give_up:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 1.0)
 
 
 def chunks(data: bytes, size: int = CHUNK_BYTES) -> list[memoryview]:

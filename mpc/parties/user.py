@@ -25,7 +25,7 @@ from typing import Any
 from mpc.elgamal import PublicKey, combine_many, params_for
 from mpc.elgamal.params import DEFAULT_SEED
 from mpc.elgamal.proofs import UploadContext, encrypt_proven, proof_bytes
-from mpc.errors import AuthorizationError, EncodingError, ParameterError, TransportError
+from mpc.errors import AuthorizationError, EncodingError, ParameterError
 from mpc.parties import rpc
 from mpc.parties.config import key_fingerprint
 from mpc.protocols.wire import ciphertexts_from_batch, elements_from_batch
@@ -137,21 +137,13 @@ class UserClient:
         """
         if self._pk is not None:
             return self._with_tables() if precompute else self._pk
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + wait_s
-        delay = 0.1
-        while True:
-            try:
-                sp_info, psp_info = await asyncio.gather(
-                    self.sp.call("GetPublicKey", user_pb2.KeyRequest(), timeout=self.config.deadline_s),
-                    self.psp.call("GetPublicKey", user_pb2.KeyRequest(), timeout=self.config.deadline_s),
-                )
-                break
-            except TransportError:
-                if loop.time() + delay > give_up:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 1.0)
+        sp_info, psp_info = await rpc.retry_while_unavailable(
+            lambda: asyncio.gather(
+                self.sp.call("GetPublicKey", user_pb2.KeyRequest(), timeout=self.config.deadline_s),
+                self.psp.call("GetPublicKey", user_pb2.KeyRequest(), timeout=self.config.deadline_s),
+            ),
+            wait_s,
+        )
         if not hmac.compare_digest(sp_info.fingerprint, psp_info.fingerprint) or sp_info.h != psp_info.h:
             raise AuthorizationError("the SP and the PSP serve different public keys: refusing to encrypt")
         if sp_info.group != self.params.name or sp_info.seed != self.params.seed:

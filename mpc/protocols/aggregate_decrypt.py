@@ -37,13 +37,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, combine_many
 from mpc.errors import EncodingError, ParameterError, ProtocolError
-from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocol import (
+    ProtocolSpec,
+    RoleFactory,
+    RunCrypto,
+    SessionContext,
+    Step,
+    register_protocol,
+    run_inline,
+)
 from mpc.protocols.wire import (
     ciphertext_batch,
     ciphertexts_from_batch,
@@ -84,11 +92,8 @@ MAX_CIPHERTEXTS = 100_000
 uploads, and no upload holds more (the SP's ``MAX_UPLOAD_CIPHERTEXTS``)."""
 
 
-RunCrypto = Callable[..., Awaitable[Any]]
 
 
-async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,7 @@ class SpAggregateDecrypt:
         pk: PublicKey = ctx.inputs["pk"]
         share: KeyShare = ctx.inputs["share"]
         cts: list[Ciphertext] = list(ctx.inputs["ciphertexts"])
-        run_crypto: RunCrypto = ctx.inputs.get("run_crypto", _inline)
+        run_crypto: RunCrypto = ctx.inputs.get("run_crypto", run_inline)
         if not cts:
             raise ProtocolError("nothing to decrypt: no aggregate ciphertexts")
         msg = await run_crypto(
@@ -179,7 +184,7 @@ class PspAggregateDecrypt:
         pk: PublicKey = ctx.inputs["pk"]
         share: KeyShare = ctx.inputs["share"]
         minimum = int(ctx.inputs.get("min_contributors", DEFAULT_MIN_CONTRIBUTORS))
-        run_crypto: RunCrypto = ctx.inputs.get("run_crypto", _inline)
+        run_crypto: RunCrypto = ctx.inputs.get("run_crypto", run_inline)
         record = check_start(ctx.inputs["start"], minimum)
         raw = await ctx.receive("sp", "ciphertexts")
         reply, count = await run_crypto(psp_partials, pk, share, record, raw)

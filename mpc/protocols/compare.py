@@ -63,7 +63,7 @@ import asyncio
 import dataclasses
 import functools
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -82,7 +82,15 @@ from mpc.elgamal import Ciphertext, KeyShare, PublicKey, combine_many
 from mpc.elgamal.curve import CurvePrivateKey
 from mpc.errors import EncodingError, LayoutError, ParameterError, ProtocolError
 from mpc.packing import DEFAULT_KAPPA, SlotLayout
-from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocol import (
+    ProtocolSpec,
+    RoleFactory,
+    RunCrypto,
+    SessionContext,
+    Step,
+    register_protocol,
+    run_inline,
+)
 from mpc.protocols.wire import (
     ciphertext_batch,
     ciphertexts_from_batch,
@@ -176,13 +184,10 @@ MIN_KAPPA = 40
 kappa bits wider than a value hides it to 2^-kappa, so an SP proposing kappa = 1 would show
 the PSP nearly unmasked values. A server's config (``PartyConfig.kappa``) may only raise it."""
 
-RunCrypto = Callable[..., Awaitable[Any]]
 
 _W = dgk.CIPHERTEXT_BYTES
 
 
-async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
 
 
 def _nonneg_int(v: object, what: str) -> int:
@@ -700,7 +705,7 @@ async def sp_compare(
     run as concurrent sub-batches, so that the SP masks or blinds one part
     while the PSP decrypts or zero-tests another.
     """
-    rc = run_crypto or _inline
+    rc = run_crypto or run_inline
     parts = _parts(params, prefix)
     if len(parts) > 1:
         if diffs is None:
@@ -773,7 +778,7 @@ async def psp_compare(
     ``params`` here, since the parts follow from its count. The SP's kappa must be at
     least ``min_kappa`` (and :data:`MIN_KAPPA`).
     """
-    rc = run_crypto or _inline
+    rc = run_crypto or run_inline
     if pools is None:
         pools = PspPools()
     if params is not None and len(parts := _parts(params, prefix)) > 1:
@@ -877,7 +882,7 @@ async def sp_compare_held(
     the servers already hold in the clear, such as additive shares of a masked value.
     The PSP must have the SP's ``ot_key.public()`` (sent by the calling protocol).
     """
-    rc = run_crypto or _inline
+    rc = run_crypto or run_inline
     choices = await ctx.receive("psp", prefix + "choices")
     await ctx.send("psp", prefix + "garbled", await rc(sp_held_garble, ot_key, values, bits, choices))
 
@@ -887,7 +892,7 @@ async def psp_compare_held(
     prefix: str = "", run_crypto: RunCrypto | None = None,
 ) -> list[int]:
     """The PSP's side of :func:`sp_compare_held`: the bits [a_k >= b_k]."""
-    rc = run_crypto or _inline
+    rc = run_crypto or run_inline
     labels, choices = await rc(psp_held_choices, pools, sp_ot_key, values, bits)
     await ctx.send("sp", prefix + "choices", choices)
     return await rc(psp_held_result, labels, await ctx.receive("sp", prefix + "garbled"))  # type: ignore[no-any-return]

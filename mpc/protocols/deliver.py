@@ -22,17 +22,23 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey
 from mpc.errors import AuthorizationError, EncodingError, NotFound, ParameterError, ProtocolError
-from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocol import (
+    ProtocolSpec,
+    RoleFactory,
+    RunCrypto,
+    SessionContext,
+    Step,
+    register_protocol,
+    run_inline,
+)
 from mpc.protocols.wire import ciphertext_batch, ciphertexts_from_batch, parse_message
 from mpc.v1 import steps_pb2
-
-RunCrypto = Callable[..., Awaitable[Any]]
 
 USER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """A user id is a certificate name (:mod:`mpc.parties.certs`): the user collects by it."""
@@ -57,8 +63,6 @@ def check_start(start: steps_pb2.DeliverInputs) -> steps_pb2.DeliverInputs:
     return start
 
 
-async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
 
 
 @dataclass
@@ -110,7 +114,7 @@ class SpDeliver:
         pk: PublicKey = ctx.inputs["pk"]
         share: KeyShare = ctx.inputs["share"]
         cts: list[Ciphertext] = ctx.inputs["ciphertexts"]
-        run_crypto: RunCrypto = ctx.inputs.get("run_crypto", _inline)
+        run_crypto: RunCrypto = ctx.inputs.get("run_crypto", run_inline)
         msg = steps_pb2.DeliverCiphertexts(ciphertexts=ciphertext_batch(pk, cts))
         own = asyncio.ensure_future(run_crypto(partials_of, share, cts))
         try:
@@ -130,7 +134,7 @@ class PspDeliver:
         share: KeyShare = ctx.inputs["share"]
         outbox: Outbox = ctx.inputs["outbox"]
         start: steps_pb2.DeliverInputs = ctx.inputs["start"]
-        run_crypto: RunCrypto = ctx.inputs.get("run_crypto", _inline)
+        run_crypto: RunCrypto = ctx.inputs.get("run_crypto", run_inline)
         msg = parse_message(steps_pb2.DeliverCiphertexts, await ctx.receive("sp", "ciphertexts"), "delivery ciphertexts")
         if not 1 <= msg.ciphertexts.count <= MAX_CIPHERTEXTS:
             raise ParameterError(

@@ -9,20 +9,18 @@ top-N), and a batch of networks modulo 2^W as 32-bit limbs (churn planning).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from mpc.comparison import ot, shuffle
-from mpc.protocol import SessionContext, Step
+from mpc.protocol import RunCrypto, SessionContext, Step
 from mpc.protocols import compare
 from mpc.protocols.wire import parse_message
 from mpc.v1 import compare_pb2
 
 __all__ = ["hold", "hold_mod", "permute", "permute_mod", "shuffle_steps"]
 
-RunCrypto = Callable[..., Awaitable[Any]]
 
 
 def _peer(ctx: SessionContext) -> str:
