@@ -130,9 +130,8 @@ class PartyConfig:
         known = {
             "role", "listen", "peer", "data_dir", "tls", "key_bits", "seed", "workers",
             "deadline_s", "peer_server_name", "recommender", "churn_model", "churn_costs", "admins",
-            "frontends", "copurchase", "aggregate_min_contributors", "precompute",
+            "frontends", "copurchase", "aggregate_min_contributors", "precompute", "kappa", "compare_methods",
         }
-        known |= {"kappa", "compare_methods"}
         unknown = set(raw) - known
         if unknown:
             raise ParameterError(f"unknown config keys: {', '.join(sorted(unknown))}")
