@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from mpc import plugins
 from mpc.errors import MpcError
 
 # name -> (module, help). Each module has add_arguments(parser) and run(args) -> int.
@@ -23,10 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "party": ("mpc.parties.server", "run a long-lived SP or PSP server process"),
     "user": ("mpc.parties.user_cli", "user side: upload encrypted data, fetch and decrypt results"),
     "simulate": ("mpc.parties.simulate", "PSP, SP and N users as separate processes on loopback"),
-    "recommend": ("crm.recommender.cli", "recommendations: the plaintext oracle (--plain) and co-purchase counts"),
-    "catalog": ("crm.recommender.catalog_cli", "the SP's catalogue: static recommendations, private co-purchase counts"),
-    "churn": ("crm.churn.cli", "churn: train a tree, score and plan retention actions"),
 }
+"""The framework's own subcommands; applications add theirs by entry points (mpc.plugins)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     argv = sys.argv[1:]
     # The first word that is not an option names the subcommand; only its module is loaded.
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module, help_text) in SUBCOMMANDS.items():
+    commands = dict(SUBCOMMANDS)
+    for name, (module, help_text) in plugins.load(plugins.COMMANDS):
+        if name in commands:
+            raise MpcError(f"the plugin command {name!r} ({module}) would replace a framework command")
+        commands[name] = (module, help_text)
+    for name, (module, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             try:

@@ -145,7 +145,7 @@ async def test_wrong_contributions_are_refused_and_nothing_changes(shop: Parties
         await client.user.upload_proven(KIND, b"\0" * width, bytes(lay.ciphertexts * proof_bytes(pk.params)), lay.ciphertexts, lay.version)
     assert status(info) == grpc.StatusCode.INVALID_ARGUMENT
     assert p.sp.store.fingerprint() == before
-    assert p.sp.catalog.stats["refused"] == 2  # the third never reached the handler
+    assert p.sp.plugins["catalog"].stats["refused"] == 2  # the third never reached the handler
 
     # The layout counts 14 customers: a 15th (here the admin) is refused, the others may re-upload.
     await contribute(p, {c: ("p05",) for c in CUSTOMERS[1:]})
@@ -162,7 +162,7 @@ async def test_the_psp_refuses_to_decrypt_a_sum_of_few_customers(shop: Parties) 
     await contribute(p, baskets(seed=8, n=9))
     with pytest.raises(ProtocolError, match="at least 10"):
         await catalog(p, ADMIN).publish()
-    assert p.sp.catalog.published() is None
+    assert p.sp.plugins["catalog"].published() is None
     with pytest.raises(MpcError) as info:
         await catalog(p, "c01").copurchase(["p01"])
     assert status(info) == grpc.StatusCode.NOT_FOUND

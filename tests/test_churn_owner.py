@@ -76,7 +76,7 @@ class Churn:
         """A well-formed record of customer ``cid`` for ``table``, as its own device would make it."""
         row = _row(cid, tenure, charges)
         ints = encode_row(self.model, row)
-        churn = self.parties.sp.churn
+        churn = self.parties.sp.plugins["churn"]
         if table == "customers":
             return P.encrypt_record(churn.layout, ints, bit_encryption_pool(self.psp_key))
         lay = churn.planning.layout
@@ -124,7 +124,7 @@ async def churn(idle_parties: Any, tmp_path: Path) -> Churn:
     ca.issue("frontend", FRONTEND)
     ca.issue("frontend", ROGUE)
     await idle_parties.start()
-    sp = idle_parties.sp.churn
+    sp = idle_parties.sp.plugins["churn"]
     c = Churn(
         idle_parties, TreeModel.load(HAND_MODEL), extra,
         {"customers": sp.layout.version, "plan_shares": sp.planning.version},
@@ -216,7 +216,7 @@ async def test_only_a_named_front_end_writes_for_others_and_a_user_replaces_her_
     rows = churn.rows(table)
     assert rows["bob"][2] == new_bob and rows["carol"][2] == carol
     assert rows["alice"] == before[table]["alice"]
-    store = churn.parties.sp.churn.store if table == "customers" else churn.parties.sp.churn.planning.store
+    store = churn.parties.sp.plugins["churn"].store if table == "customers" else churn.parties.sp.plugins["churn"].planning.store
     assert store.writer("carol") == store.writer("bob") == f"frontend:{FRONTEND}"  # bound to its writer
 
     own = churn.record(table, "alice", 30, "70")
@@ -281,9 +281,9 @@ async def test_a_front_end_is_no_admin_even_named_like_one(churn: Churn) -> None
             await churn.stub("mallory").call(method, req, timeout=10.0)
         _denied(info)
     with pytest.raises(AuthorizationError):  # the check itself compares the role too
-        churn.parties.sp.churn.check_admin(PeerIdentity("frontend", "alice"))
+        churn.parties.sp.plugins["churn"].check_admin(PeerIdentity("frontend", "alice"))
     with pytest.raises(AuthorizationError):
-        churn.parties.sp.catalog.require_admin("alice", "set the static table", role="frontend")
+        churn.parties.sp.plugins["catalog"].require_admin("alice", "set the static table", role="frontend")
 
 
 async def test_an_admin_reads_only_her_own_jobs(churn: Churn) -> None:

@@ -311,7 +311,7 @@ async def test_planning_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_
             for c in ids
         ]
         assert await front.upload_plan_shares(version, ids, records) == len(ids)
-        store = idle_parties.sp.churn.planning.store
+        store = idle_parties.sp.plugins["churn"].planning.store
         before = store.count()
         with pytest.raises(EncodingError, match="layout"):
             await front.upload_plan_shares(version ^ 1, ["x"], [records[0]])

@@ -348,7 +348,7 @@ async def test_scoring_over_the_parties_and_bad_uploads(idle_parties: Any, tmp_p
         ids = sorted(customers)
         records = [P.encrypt_record(layout, customers[c], pool) for c in ids]
         assert await front.upload_customers(version, ids, records) == 12
-        store = idle_parties.sp.churn.store
+        store = idle_parties.sp.plugins["churn"].store
         before = store.count()
 
         with pytest.raises(EncodingError, match="layout"):  # wrong layout version

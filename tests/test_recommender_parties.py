@@ -114,7 +114,7 @@ async def test_upload_replicate_fetch_cache_invalidate(rec_parties: Parties, rec
     # Replication: the PSP holds the same records, in its own store and in memory.
     assert p.sp.store.fingerprint() == p.psp.store.fingerprint()
     assert len(p.psp.store.users(REC_KIND)) == len(r.users)
-    assert sorted(p.psp.recommender.records) == list(range(len(r.users)))
+    assert sorted(p.psp.plugins["recommender"].records) == list(range(len(r.users)))
     # The comparisons are garbled circuits (method "gc"): no curve work is precomputed for them
     # (method "dgk" would have the PSP ask for the SP's zero-test key and fill pools for it).
     # The SP's zero-test key is still given to the peer only, never to users.
@@ -129,7 +129,7 @@ async def test_upload_replicate_fetch_cache_invalidate(rec_parties: Parties, rec
     assert exp.neighbours and len(exp.neighbours) < len(r.users) - 1  # a real selection
     got = await fetch_recommendations(client, params, own(r, target))
     assert_equal_to_oracle(oracle, target, got)
-    stats = p.sp.recommender.stats
+    stats = p.sp.plugins["recommender"].stats
     assert (stats["computed"], stats["cache_hits"]) == (1, 0)
 
     # A second fetch comes from the store.
@@ -150,7 +150,7 @@ async def test_upload_replicate_fetch_cache_invalidate(rec_parties: Parties, rec
 
     # Precompute: every other user's result is computed once, then served from the cache.
     before = stats["computed"]
-    n = await p.sp.recommender.precompute_all(r.users[:2])
+    n = await p.sp.plugins["recommender"].precompute_all(r.users[:2])
     assert n == 2 and stats["computed"] == before + 2
     other = r.users[1]
     got3 = await fetch_recommendations(p.user(other, deadline_s=CLIENT_DEADLINE_S), params, own(r2, other))
@@ -207,7 +207,7 @@ async def test_recommendations_survive_a_restart(rec_parties: Parties, rec_world
     await p.close_clients()
     await p.restart()
     got = await fetch_recommendations(p.user(target, deadline_s=CLIENT_DEADLINE_S), params, own(r, target))
-    assert got == first and p.sp.recommender.stats["cache_hits"] == 1
+    assert got == first and p.sp.plugins["recommender"].stats["cache_hits"] == 1
     other = r.users[9]
     got = await fetch_recommendations(p.user(other, deadline_s=CLIENT_DEADLINE_S), params, own(r, other))
     assert_equal_to_oracle(oracle, other, got)
@@ -300,7 +300,7 @@ async def test_precompute_in_idle_time(rec_world: dict) -> None:
         users = r.users[:6]
         await upload_all(p, rec_world, users)
         state = await wait_all(len(users))
-        stats = p.sp.recommender.stats
+        stats = p.sp.plugins["recommender"].stats
         assert stats["computed"] == len(users)
         got = await fetch_recommendations(p.user(users[2], deadline_s=CLIENT_DEADLINE_S), params, own(r, users[2]))
         assert stats["cache_hits"] >= 1 and stats["computed"] == len(users)

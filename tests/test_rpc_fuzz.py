@@ -1032,7 +1032,7 @@ async def _check_static(w: World, accepted: list[Outcome], before: Any, after: A
 async def _settle(w: World) -> None:
     """Let the jobs fuzzed calls started finish, then end the sessions fuzzed StartSessions
     opened (as the peer would), so that nothing bleeds into the next test."""
-    churn = w.parties.sp.churn
+    churn = w.parties.sp.plugins["churn"]
 
     async def until(done: Callable[[], bool]) -> None:
         t0 = time.monotonic()
@@ -1113,7 +1113,7 @@ async def test_fuzz_service(world: World, service: str) -> None:
     strategies = Strategies(w)
     before = _snapshot(w)
     background = len(w.background)
-    churn = w.parties.sp.churn
+    churn = w.parties.sp.plugins["churn"]
     old_jobs = {*churn.jobs, *(churn.planning.jobs if churn.planning else ())}
     outcomes: list[Outcome] = []
     failures: list[tuple[Outcome, str]] = []

@@ -416,7 +416,7 @@ class Replicate(ProtocolSpec):
     def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
         if getattr(party, "role", None) != "psp":
             raise ProtocolError("records are replicated from the SP to the PSP only")
-        service = getattr(party, "recommender", None)
+        service = party.plugins.get("recommender")
         if service is None:
             raise ProtocolError("this PSP has no recommender configured (config key 'recommender')")
         start = parse_message(steps_pb2.DeliverInputs, raw, "replicate inputs")
@@ -520,6 +520,15 @@ class RecommenderService:
         if info.compare_key:
             self.psp_pools().randomizers(bytes(info.compare_key))  # an empty pool for the key,
             self.psp_pools()  # and its idle-time refill started
+
+    def started(self) -> None:
+        """Plugin hook, once the server listens: the SP's idle-time precompute, if configured."""
+        if self.party.role == "sp" and self.party.config.precompute:
+            self.start_precompute()
+
+    def close(self) -> None:
+        """Plugin hook, at shutdown."""
+        self.stop_pools()
 
     def stop_pools(self) -> None:
         pools = [] if self.sp_pools is None else [self.sp_pools.bits]

@@ -31,6 +31,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 import mpc.protocols  # noqa: F401  (registers the protocols)
+from mpc import plugins
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, sum_ciphertexts
 from mpc.elgamal.curve import CurvePrivateKey
 from mpc.elgamal.proofs import UploadContext, proof_bytes, verify_upload
@@ -131,21 +132,8 @@ class PartyServer:
         self.pool_target = 256
         self.grpc_services: list[tuple[Any, object, dict[str, list[str]]]] = []
         """Extra gRPC services a plugin adds before start(): (descriptor, servicer, method -> roles)."""
-        self.churn: Any = None
-        if config.churn_model is not None or self.role == "psp":
-            from crm.churn.service import ChurnService
-
-            self.churn = ChurnService(self, config.churn_model)
-        self.recommender: Any = None
-        if config.recommender is not None:
-            from crm.recommender.service import RecommenderService
-
-            self.recommender = RecommenderService(self, config.recommender)
-        self.catalog: Any = None
-        if self.role == "sp":  # static recommendations always; co-purchase counts if configured
-            from crm.recommender.catalog import CatalogService
-
-            self.catalog = CatalogService(self, config.copurchase)
+        self.plugins: dict[str, Any] = plugins.attach_all(self)
+        """The applications attached to this server (entry points, mpc.plugins): name -> extension."""
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -203,8 +191,7 @@ class PartyServer:
         self._server = server
         log.info("%s listening on %s (port %d)", self.role, c.listen, self.port)
 
-        if self.recommender is not None and self.role == "sp" and c.precompute:
-            self.recommender.start_precompute()
+        plugins.call_hook(self.plugins, "started")
         stored = load_keys(c.data_dir, self.params)
         if stored is not None:
             self._set_key(*stored, source="loaded from disk")
@@ -229,10 +216,7 @@ class PartyServer:
         if self.pk is not None:
             # The warm-up (now finished) started the key's zero-pool refill thread: end it.
             self.pk.pool.stop()
-        if self.recommender is not None:
-            self.recommender.stop_pools()
-        if self.churn is not None:
-            self.churn.close()
+        plugins.call_hook(self.plugins, "close")
         if self.store is not None:
             self.store.close()
         self.write_stats()

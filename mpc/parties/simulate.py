@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from mpc import plugins
 from mpc.errors import MpcError, ParameterError
 from mpc.parties.certs import user_ids
 from mpc.parties.deploy import Deployment, write_deployment
@@ -42,63 +43,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--values", type=int, default=8, help="values each user encrypts (default 8)")
     parser.add_argument(
-        "--key-bits", type=int, default=None, choices=(1024, 2048), help="default 2048; 1024 with --baskets"
+        "--key-bits", type=int, default=None, choices=(1024, 2048),
+        help="default 2048 (an application's simulation may choose another: 1024 with --baskets)"
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the users' plaintext values")
     parser.add_argument("--workdir", help="where certificates, configs, data and logs go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     parser.add_argument("--json", dest="json_out", help="also write the summary as JSON to this file")
-    rec = parser.add_argument_group("private recommender (used when --ratings or --synthetic is given)")
-    rec.add_argument("--ratings", help="ratings file: run the private recommender across the processes")
-    rec.add_argument("--synthetic", metavar="W1", help="a generated workload instead of --ratings (W1: SeComLib's setting)")
-    rec.add_argument("--targets", default="2", help="target users whose recommendations are fetched: N or all")
-    rec.add_argument("--threshold", help="delta: an integer, or a fraction of 2^(2*shift) such as 1/2 (default 1/2)")
-    rec.add_argument("--top-n", type=int, default=0, help="top-N mode with this N instead of a threshold")
-    rec.add_argument(
-        "--selection", choices=("shuffle", "rank"), default="shuffle",
-        help="top-N: shuffle-then-select (default) or encrypted rank counting (leak-free, quadratic)",
-    )
-    rec.add_argument("--dense", type=int, default=20, help="dense items R (default 20)")
-    rec.add_argument("--shift", type=int, default=8, help="scale of the dense vectors (default 8)")
-    rec.add_argument("--scale", help="rating scale LO:HI (default: the file's smallest and largest rating)")
-    rec.add_argument("--workers", type=int, default=2, help="processes sharing the users' uploads (default 2)")
-    rec.add_argument("--deadline", type=float, default=600.0, help="the servers' call deadline in seconds (default 600)")
-    rec.add_argument("--out", help="write the recommender (or co-purchase) report (JSON) to this file")
-    rec.add_argument("--titles", help="items CSV with titles, for a readable summary")
-    rec.add_argument(
-        "--settle", type=float, default=0.0, help="seconds of idle time between uploads and fetches (precomputation)"
-    )
-    rec.add_argument(
-        "--server-workers", type=int, default=2,
-        help="crypto threads of each server (default 2, the config's default; 1 when both servers share two cores)",
-    )
-    rec.add_argument(
-        "--gap", type=float, default=0.0,
-        help="seconds of idle time between two targets' fetches (the servers refill their pools; default 0)",
-    )
-    rec.add_argument(
-        "--precompute", action="store_true",
-        help="the SP computes every user's recommendations in idle time; wait for all of them before fetching",
-    )
-    co = parser.add_argument_group("private co-purchase counts (used when --baskets is given; also --workers, --out)")
-    co.add_argument("--baskets", help="baskets file, one a line and one customer each: private co-purchase counts")
-    co.add_argument("--customers", default="300", help="customers: the first N baskets, or all (default 300)")
-    co.add_argument("--product", action="append", default=[], help="product whose list is shown (repeatable)")
-    co.add_argument("--k", type=int, default=5, help="recommendations shown per product (default 5)")
+    for _name, simulation in plugins.load(plugins.SIMULATIONS):
+        simulation.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    for _name, simulation in plugins.load(plugins.SIMULATIONS):
+        code = simulation.run(args)  # an application's simulation, when its options were given
+        if code is not None:
+            return int(code)
     if args.key_bits is None:
-        args.key_bits = 1024 if args.baskets else 2048
-    if args.baskets:
-        from crm.recommender.copurchase_simulate import run as run_copurchase
-
-        return run_copurchase(args)
-    if args.ratings or args.synthetic:
-        from crm.recommender.simulate import run as run_recommender
-
-        return run_recommender(args)
+        args.key_bits = 2048
     if args.users is None:
         args.users = 4
     if args.users < 1:
