@@ -34,11 +34,11 @@ demo: $(STAMP)
 	    --model build/demo/model.json --data $(DATA)/telco-churn.csv --out build/demo/report.html
 
 test: $(STAMP)
-	$(BIN)/ruff check mpc crm scripts tests
+	$(BIN)/ruff check mpc crm bench scripts tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check mpc crm scripts tests
+	$(BIN)/ruff check mpc crm bench scripts tests
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_crypto.py --bits 2048 --json bench/results/bench_crypto.json

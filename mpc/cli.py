@@ -19,7 +19,6 @@ from mpc.errors import MpcError
 # name -> (module, help). Each module has add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mpc.demo", "a short demonstration of the crypto: keys, packing, threshold decryption"),
-    "bench": ("mpc.benchmarks.cli", "benchmarks that write JSON (crypto, transport)"),
     "certs": ("mpc.parties.certs_cli", "create a CA and one certificate per party"),
     "party": ("mpc.parties.server", "run a long-lived SP or PSP server process"),
     "user": ("mpc.parties.user_cli", "user side: upload encrypted data, fetch and decrypt results"),

@@ -37,8 +37,8 @@ if __name__ == "__main__":
     except ImportError:  # run from a checkout without installing: use the tree above
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mpc.benchmarks.common import loadavg, machine_info, publish, standalone
-from mpc.benchmarks.rawspeed import curve_seconds
+from bench.common import loadavg, machine_info, publish, standalone
+from bench.rawspeed import curve_seconds
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Secure comparison benchmark: the same as ``mpc-crm bench compare`` (see mpc/benchmarks/compare.py).
+"""Secure comparison benchmark: the same as ``mpc-crm bench compare`` (see bench/compare.py).
 
 Runs batches of comparisons over the in-memory transport in one process, for
 the bit revealed to the PSP and the bit encrypted under the joint key:
@@ -18,6 +18,6 @@ if __name__ == "__main__":
     except ImportError:  # a checkout that is not installed: import the package next to us
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-    from mpc.benchmarks.compare import main
+    from bench.compare import main
 
     raise SystemExit(main())

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Crypto micro-benchmark: the same as ``mpc-crm bench crypto`` (see mpc/benchmarks/crypto.py).
+"""Crypto micro-benchmark: the same as ``mpc-crm bench crypto`` (see bench/crypto.py).
 
     python scripts/bench_crypto.py --bits 2048 --json bench-crypto.json
 """
@@ -15,6 +15,6 @@ if __name__ == "__main__":
     except ImportError:  # run from a checkout without installing: use the tree above
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-    from mpc.benchmarks.crypto import main
+    from bench.crypto import main
 
     raise SystemExit(main())

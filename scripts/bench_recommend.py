@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"setup: {len(flat)} encryptions in {setup_encrypt:.1f} s, blocks in {setup_blocks:.2f} s")
     pk.encrypt(0)  # tables
 
-    from mpc.benchmarks.rawspeed import curve_seconds, modular_seconds, price
+    from bench.rawspeed import curve_seconds, modular_seconds, price
     from mpc.comparison import ec
     from mpc.elgamal.opcount import OPS
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Transport benchmark: the same as ``mpc-crm bench transport`` (see mpc/benchmarks/transport.py).
+"""Transport benchmark: the same as ``mpc-crm bench transport`` (see bench/transport.py).
 
 Starts a sink, a PSP and an SP as separate processes on loopback, measures
 ciphertext throughput, round trips and mTLS connection set-up, and the
@@ -19,6 +19,6 @@ if __name__ == "__main__":
     except ImportError:  # a checkout that is not installed: import the package next to us
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-    from mpc.benchmarks.transport import main
+    from bench.transport import main
 
     raise SystemExit(main())

@@ -768,7 +768,7 @@ async def test_compare_between_party_servers(parties: Any) -> None:
 @pytest.mark.slow
 def test_the_two_process_benchmark_runs_and_checks_its_results() -> None:
     """bench_compare --processes at a small size: a PSP server in a child process, gRPC, mTLS."""
-    from mpc.benchmarks.compare_processes import run_processes
+    from bench.compare_processes import run_processes
 
     outputs = [cmp.OUTPUT_PSP, cmp.OUTPUT_ENCRYPTED]
     runs = run_processes(1024, 16, 2 * cmp.MIN_CHUNK, 2, outputs, lambda _: None)
@@ -782,7 +782,7 @@ def test_the_two_process_benchmark_runs_and_checks_its_results() -> None:
 
 def test_the_comparison_benchmark_measures_both_methods() -> None:
     """bench_compare in one process at a tiny size: gc once, dgk per digit width, checked."""
-    from mpc.benchmarks.compare import format_table, run_benchmark
+    from bench.compare import format_table, run_benchmark
 
     res = run_benchmark(1024, 8, 8, digit_bits=(2, 4), overlap=True, chunks=2, seed=1)
     keys = [(r["method"], r["digit_bits"], r["output"], r["mode"]) for r in res["runs"]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mpc.benchmarks.rawspeed import price
+from bench.rawspeed import price
 from mpc.elgamal import local_joint_keys, params_for
 from mpc.elgamal.multiexp import multiexp_ciphertexts
 from mpc.elgamal.opcount import OPS

@@ -58,7 +58,7 @@ from typing import Any
 import gmpy2
 
 import mpc.protocols.compare as cmp
-from mpc.benchmarks.common import loadavg, machine_info, publish, standalone
+from bench.common import loadavg, machine_info, publish, standalone
 from mpc.comparison import ec
 from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import KeyShare, PublicKey, combine, local_joint_keys, params_for
@@ -625,7 +625,7 @@ def run(args: argparse.Namespace) -> int:
         log=log,
     )
     if args.processes:
-        from mpc.benchmarks.compare_processes import run_processes
+        from bench.compare_processes import run_processes
 
         log(f"batch of {args.batch} between two processes over gRPC ({', '.join(args.methods)}) ...")
         proc = run_processes(

@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpc.benchmarks.common import loadavg, machine_info, publish, standalone
+from bench.common import loadavg, machine_info, publish, standalone
 from mpc.errors import MpcError
 
 TARGET_RATIO = 0.10
@@ -410,7 +410,7 @@ def serve_sink(argv: Sequence[str] | None = None) -> int:
 
 _SINK_CODE = (
     "import sys\n"
-    "from mpc.benchmarks.transport import serve_sink\n"
+    "from bench.transport import serve_sink\n"
     "raise SystemExit(serve_sink(sys.argv[1:]))\n"
 )
 

@@ -1,4 +1,4 @@
-"""``mpc-crm bench``: one sub-subcommand per benchmark, each in ``mpc.benchmarks.<name>``.
+"""``mpc-crm bench``: one sub-subcommand per benchmark, each in ``bench.<name>``.
 
 A benchmark module provides ``add_arguments(parser)`` and ``run(args) -> int``.
 Only the module of the benchmark named on the command line is imported, so
@@ -17,15 +17,15 @@ from collections.abc import Sequence
 # name -> (module, help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "crypto": (
-        "mpc.benchmarks.crypto",
+        "bench.crypto",
         "ElGamal, packing and curve operations on one core, batch encryption, phe comparison",
     ),
     "transport": (
-        "mpc.benchmarks.transport",
+        "bench.transport",
         "message throughput and latency of the party transport",
     ),
     "compare": (
-        "mpc.benchmarks.compare",
+        "bench.compare",
         "secure comparison: amortised time per comparison in a batch, by output",
     ),
 }

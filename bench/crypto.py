@@ -46,7 +46,7 @@ from typing import Any
 
 import gmpy2
 
-from mpc.benchmarks.common import loadavg, machine_info, publish, standalone
+from bench.common import loadavg, machine_info, publish, standalone
 from mpc.elgamal import KeyShare, combine, local_joint_keys, params_for
 from mpc.elgamal.batch import BatchEncryptor
 from mpc.errors import LayoutError, MpcError

@@ -1,6 +1,6 @@
 """The comparison between two processes over gRPC with mTLS (``bench_compare --processes``).
 
-The in-process modes of :mod:`mpc.benchmarks.compare` time the protocol's
+The in-process modes of :mod:`bench.compare` time the protocol's
 work; this one times a deployment: the PSP is a :class:`PartyServer` in a
 child process, the SP a :class:`PartyServer` in this one, the two talk over
 loopback gRPC with mutual TLS (certificates from :func:`write_deployment`),

@@ -1,1 +1,0 @@
-"""Benchmarks (JSON output); also reachable as scripts/bench_*.py."""
