@@ -36,6 +36,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check mpc crm bench scripts tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@echo "the framework's tests again, with the CRM absent (tests/without_crm/sitecustomize.py):"
+	PYTHONPATH=tests/without_crm $(BIN)/python -m pytest -q tests/mpc
 
 lint: $(STAMP)
 	$(BIN)/ruff check mpc crm bench scripts tests

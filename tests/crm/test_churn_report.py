@@ -32,7 +32,8 @@ from crm.churn.report import (
 from mpc import cli as mpc_cli
 from mpc.errors import MpcError
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]
+"""The tests/ directory (its data/ folder)."""
 SMALL = HERE / "data" / "churn_small.csv"
 NASTY = "<script>&\"'"
 DATE = "2025-03-04"

@@ -37,7 +37,7 @@ from mpc.errors import DecryptionError, EncodingError, LayoutError, ParameterErr
 from mpc.protocol import get_protocol, run_local
 from mpc.protocols import aggregate_decrypt as ad
 
-GROCERIES = Path(__file__).parents[2] / "shared" / "data" / "groceries.csv"
+GROCERIES = Path(__file__).parents[3] / "shared" / "data" / "groceries.csv"
 P = params_for(1024)
 TINY = ("bread", "butter", "jam", "milk")
 

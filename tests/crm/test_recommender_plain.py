@@ -41,9 +41,10 @@ from crm.recommender.plain import (
     similarities,
 )
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]
+"""The tests/ directory (its data/ folder)."""
 DATA = HERE / "data"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 MOVIES = SHARED / "movietweetings-top1000.csv"
 TITLES = SHARED / "movietweetings-top1000-items.csv"
 GROCERIES = SHARED / "groceries.csv"

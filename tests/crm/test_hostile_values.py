@@ -196,8 +196,8 @@ def _theft(pk: Any, layout: RecLayout, mode: str, position: int) -> Theft:
 
 def passes_check(keys: Any, layout: RecLayout, position: int, record: UserRecord) -> bool:
     """The upload check of protocol "replicate", its comparisons taken in the clear (the
-    garbled comparisons themselves are tested in tests/test_comparison.py, and the whole
-    protocol over live parties in tests/test_recommender_parties.py)."""
+    garbled comparisons themselves are tested in tests/mpc/test_comparison.py, and the whole
+    protocol over live parties in tests/crm/test_recommender_parties.py)."""
     _, shares = keys
     masked, masks = sp_check(layout, position, record)
     zs = psp_check_values(layout, position, [_decrypt(shares, c) for c in masked])

@@ -14,7 +14,7 @@ veth pairs are created directly inside the new namespaces.
 :class:`Proc` runs one command in a namespace in its own process group, with
 stdout and stderr going to files, so a failing test can show their tails.
 
-Run as a script, ``python tests/netns.py held-fetch CONFIG GO_FILE KIND`` is a
+Run as a script, ``python tests/mpc/netns.py held-fetch CONFIG GO_FILE KIND`` is a
 user that fetches the joint key first, prints ``{"ready": true}``, waits for
 ``GO_FILE`` to exist, then fetches ``KIND`` and prints one JSON report: a
 fetch that starts while the user is already connected to both servers.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FRAMEWORK = sorted(p for p in (ROOT / "mpc").rglob("*.py") if "v1" not in p.relative_to(ROOT / "mpc").parts)
 
 

@@ -32,9 +32,10 @@ from mpc.comparison.pools import PspPools, SpPools
 from mpc.errors import EncodingError
 from mpc.protocol import run_local
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]
+"""The tests/ directory (its data/ folder)."""
 ROOT = HERE.parent
-TELCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "telco-churn.csv"
+TELCO = Path(__file__).resolve().parents[3] / "shared" / "data" / "telco-churn.csv"
 EXAMPLE_COSTS = ROOT / "examples" / "telco-costs.toml"
 HAND = json.loads((HERE / "data" / "churn_hand_model.json").read_text())
 COLUMNS = ["customerID", "gender", "tenure", "Contract", "MonthlyCharges"]
@@ -114,7 +115,7 @@ def test_hand_made_plans_equal_the_oracle(tmp_path: Path, text: str) -> None:
 
 
 def test_hand_made_known_answers(tmp_path: Path) -> None:
-    """The private plans are the ones worked out by hand (tests/test_churn_plain.py)."""
+    """The private plans are the ones worked out by hand (tests/crm/test_churn_plain.py)."""
     model, costs, customers = _hand(tmp_path, HAND_COSTS[0])
     a = _private(model, costs, customers)[0]
     assert (a.target, a.p_target, a.segment) == (1, Fraction(91, 102), "unloyal")

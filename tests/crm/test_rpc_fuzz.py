@@ -108,7 +108,8 @@ from mpc.v1 import catalog_pb2, peer_pb2, user_pb2
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]
+"""The tests/ directory (its data/ folder)."""
 KEY_BITS = 1024
 DEADLINE_S = 20.0
 """The servers' deadline (a fuzzed session that never gets its messages waits this long)."""

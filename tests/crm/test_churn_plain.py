@@ -42,10 +42,11 @@ from crm.churn.plan import (
 )
 from mpc import cli as mpc_cli
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]
+"""The tests/ directory (its data/ folder)."""
 ROOT = HERE.parent
 SMALL = HERE / "data" / "churn_small.csv"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 TELCO = SHARED / "telco-churn.csv"
 EXAMPLE_COSTS = ROOT / "examples" / "telco-costs.toml"
 
@@ -460,7 +461,7 @@ def test_cost_file_errors_name_the_file(tmp_path: Path) -> None:
 #   4: leaf 20/80 (21/102)
 #   5: leaf 60/40 (61/102)     male
 #   6: leaf 70/30 (71/102)     female
-HAND = json.loads((Path(__file__).parent / "data" / "churn_hand_model.json").read_text())
+HAND = json.loads((Path(__file__).parents[1] / "data" / "churn_hand_model.json").read_text())
 CUSTOMER = {"gender": "Male", "tenure": "5", "Contract": "Month-to-month", "MonthlyCharges": "80"}
 HAND_COSTS = (
     "customerID,gender,tenure,Contract,MonthlyCharges\n"

@@ -35,7 +35,8 @@ from mpc.parties.certs import CertAuthority, PeerIdentity
 from mpc.parties.user import UserConfig
 from mpc.v1 import catalog_pb2, churn_pb2
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]
+"""The tests/ directory (its data/ folder)."""
 HAND_MODEL = HERE / "data" / "churn_hand_model.json"
 COSTS = 'profit = "12 * MonthlyCharges"\n[soft.Contract]\n"Month-to-month -> One year" = 150\n'
 CHURN = churn_pb2.DESCRIPTOR.services_by_name["Churn"]

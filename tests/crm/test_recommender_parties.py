@@ -216,7 +216,7 @@ async def test_recommendations_survive_a_restart(rec_parties: Parties, rec_world
 @pytest.mark.slow
 def test_simulate_with_ratings_processes(tmp_path: Path) -> None:
     src = Path("/work/shared/data/movietweetings-top1000.csv")
-    data = Path(__file__).parent / "data" / "tiny-ratings.csv"
+    data = Path(__file__).parents[1] / "data" / "tiny-ratings.csv"
     ratings = tmp_path / "ratings.csv"
     if src.exists():
         lines = src.read_text().splitlines()

@@ -29,7 +29,7 @@ from mpc.errors import AuthorizationError, EncodingError, NotFound, ParameterErr
 from mpc.protocol import run_local
 from mpc.v1 import churn_pb2
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TELCO = DATA / "telco-churn.csv"
 
 PSP_KEY = CurvePrivateKey.generate()
