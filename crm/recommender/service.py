@@ -73,7 +73,7 @@ from mpc.comparison.ot import PUBLIC_BYTES
 from mpc.comparison.pools import PspPools, SpPools
 from mpc.elgamal import Ciphertext, PublicKey, combine_many, sum_ciphertexts
 from mpc.elgamal.params import GroupParams
-from mpc.elgamal.proofs import UploadContext, proof_bytes, verify_upload
+from mpc.elgamal.proofs import UploadContext, open_upload, proof_bytes
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
 from mpc.parties.config import load_parameters
 from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
@@ -659,20 +659,10 @@ class RecommenderService:
         if msg.kind != REC_KIND:
             raise ParameterError(f"replicated record of kind {msg.kind!r}, expected {REC_KIND!r}")
         pos = self._check(user, msg.layout_version, msg.count)
-        width, pw = pk.ciphertext_bytes, proof_bytes(pk.params)
-        if msg.proof_width != pw:
-            raise EncodingError(f"replicated record without its proofs (proof_width {msg.proof_width}, expected {pw})")
-        if len(msg.data) != msg.count * (width + pw) or msg.total_size != len(msg.data):
-            raise EncodingError("replicated record: size does not match its count")
-        blob, proofs = msg.data[: msg.count * width], msg.data[msg.count * width :]
+        if msg.proof_width != proof_bytes(pk.params) or msg.total_size != len(msg.data):
+            raise EncodingError("replicated record: its proofs missing, or its size not as declared")
         statement = UploadContext(pk, user, REC_KIND, msg.layout_version)
-
-        def validate() -> list[Ciphertext]:
-            cts = pk.ciphertexts_from_bytes(blob, msg.count)
-            verify_upload(pk, cts, proofs, statement)
-            return cts
-
-        cts = await self.party.run_crypto(validate)
+        cts, blob, _ = await self.party.run_crypto(open_upload, pk, msg.data, msg.count, statement)
         return pos, UserRecord.split(self.layout, cts), blob
 
     async def keep_replica(self, user: str, pos: int, layout_version: int, record: UserRecord, blob: bytes) -> int:

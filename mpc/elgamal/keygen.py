@@ -23,7 +23,6 @@ docs/keygen.md for what this assures and what it does not.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
@@ -32,7 +31,8 @@ from dataclasses import dataclass
 import gmpy2
 from gmpy2 import mpz
 
-from mpc.elgamal.params import STAT_BITS, GroupParams
+from mpc.elgamal.params import GroupParams
+from mpc.elgamal.proofs import CHALLENGE_BITS, nonce_bits, response_bits, transcript_hash
 from mpc.elgamal.scheme import (
     DEFAULT_WINDOW,
     KeyShare,
@@ -44,26 +44,13 @@ from mpc.elgamal.scheme import (
 )
 from mpc.errors import EncodingError, KeyGenerationError
 
-CHALLENGE_BITS = 128
 NONCE_BYTES = 32
 COMMIT_DOMAIN = b"mpc-crm/v1/keygen/commit"
 PROOF_DOMAIN = b"mpc-crm/v1/keygen/gps"
 
 
-def _nonce_bits(params: GroupParams) -> int:
-    return params.exponent_bits + CHALLENGE_BITS + STAT_BITS
-
-
 def _response_bytes(params: GroupParams) -> int:
-    return (_nonce_bits(params) + 1 + 7) // 8
-
-
-def _hash(*parts: bytes) -> hashlib._Hash:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(len(p).to_bytes(8, "big"))
-        h.update(p)
-    return h
+    return (response_bits(params) + 7) // 8
 
 
 @dataclass(frozen=True)
@@ -109,7 +96,7 @@ class Reveal:
 
 def commitment_digest(params: GroupParams, session: bytes, party: str, h: int, nonce: bytes) -> bytes:
     """H(domain, N, g, session, party, h_i, nonce)."""
-    return _hash(
+    return transcript_hash(
         COMMIT_DOMAIN,
         int(params.n).to_bytes(params.element_bytes, "big"),
         element_to_bytes(params, params.g),
@@ -117,7 +104,7 @@ def commitment_digest(params: GroupParams, session: bytes, party: str, h: int, n
         party.encode(),
         element_to_bytes(params, h),
         nonce,
-    ).digest()
+    )
 
 
 def _square(params: GroupParams, v: int) -> mpz:
@@ -128,20 +115,20 @@ def challenge(params: GroupParams, h: int, t: int, context: bytes) -> mpz:
     """Fiat-Shamir challenge e of CHALLENGE_BITS bits, bound to the key, the statement and context.
 
     It hashes the squares of h and t: the statement is about squares (module docstring)."""
-    d = _hash(
+    d = transcript_hash(
         PROOF_DOMAIN,
         int(params.n).to_bytes(params.element_bytes, "big"),
         element_to_bytes(params, params.g),
         element_to_bytes(params, _square(params, h)),
         element_to_bytes(params, _square(params, t)),
         context,
-    ).digest()
+    )
     return mpz(int.from_bytes(d[: CHALLENGE_BITS // 8], "big"))
 
 
 def prove_knowledge(params: GroupParams, x: int, h: int, context: bytes) -> Proof:
     """Prove knowledge of x with h^2 = g^(2x), bound to ``context`` (session and party)."""
-    k = mpz(secrets.randbits(_nonce_bits(params)))
+    k = mpz(secrets.randbits(nonce_bits(params)))
     t = gmpy2.powmod(params.g, k, params.n2)
     e = challenge(params, h, t, context)
     return Proof(t=t, s=k + e * mpz(x))
@@ -154,7 +141,7 @@ def verify_knowledge(params: GroupParams, h: int, proof: Proof, context: bytes) 
         _check_element(params, mpz(h), "public share")
     except EncodingError:
         return False
-    if proof.s < 0 or proof.s.bit_length() > _nonce_bits(params) + 1:
+    if proof.s < 0 or proof.s.bit_length() > response_bits(params):
         return False
     e = challenge(params, h, proof.t, context)
     lhs = gmpy2.powmod(params.g, 2 * proof.s, params.n2)

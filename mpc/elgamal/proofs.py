@@ -74,8 +74,14 @@ def proof_bytes(params: GroupParams) -> int:
     return CHALLENGE_BYTES + (response_bits(params) + 7) // 8
 
 
-def _lp(*parts: bytes) -> bytes:
-    return b"".join(len(p).to_bytes(8, "big") + p for p in parts)
+def transcript_hash(*parts: bytes) -> bytes:
+    """SHA-256 of the parts, each length-prefixed (8 bytes), so no two lists hash alike; the
+    Fiat-Shamir and commitment hash of the upload proofs and of key generation."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.digest()
 
 
 @dataclass(frozen=True)
@@ -93,46 +99,34 @@ class UploadContext:
 
     def digest(self) -> bytes:
         p = self.pk.params
-        return hashlib.sha256(
-            _lp(
-                DOMAIN,
-                int(p.n).to_bytes(p.element_bytes // 2, "big"),
-                element_to_bytes(p, p.g),
-                self.pk.to_bytes(),
-                self.owner.encode(),
-                self.kind.encode(),
-                int(self.layout_version).to_bytes(8, "big"),
-            )
-        ).digest()
-
-
-def challenge(element_bytes: int, context: bytes, index: int, c1: int, c2: int, t_sq: int) -> bytes:
-    """The Fiat-Shamir challenge e (CHALLENGE_BYTES) for one ciphertext of an upload."""
-    d = hashlib.sha256(
-        _lp(
+        return transcript_hash(
             DOMAIN,
-            context,
-            int(index).to_bytes(8, "big"),
-            int(c1).to_bytes(element_bytes, "big"),
-            int(c2).to_bytes(element_bytes, "big"),
-            int(t_sq).to_bytes(element_bytes, "big"),
+            int(p.n).to_bytes(p.element_bytes // 2, "big"),
+            element_to_bytes(p, p.g),
+            self.pk.to_bytes(),
+            self.owner.encode(),
+            self.kind.encode(),
+            int(self.layout_version).to_bytes(8, "big"),
         )
-    ).digest()
-    return d[:CHALLENGE_BYTES]
 
 
-def respond(params: GroupParams, context: bytes, index: int, ct: Ciphertext, r: int, k: int, t: int) -> bytes:
-    """The proof (e, s) for ``ct`` = Enc(m; r), given the prover's k and t = g^k."""
-    n2 = params.n2
-    e = challenge(params.element_bytes, context, index, ct.c1, ct.c2, f_mod(mpz(t) * t, n2))
-    s = mpz(k) + mpz(int.from_bytes(e, "big")) * mpz(r)
-    return e + int(s).to_bytes(proof_bytes(params) - CHALLENGE_BYTES, "big")
+def _challenge(params: GroupParams, context: bytes, index: int, ct: Ciphertext, t: int) -> bytes:
+    """The Fiat-Shamir challenge e (CHALLENGE_BYTES) for one ciphertext of an upload, on t^2."""
+    eb = params.element_bytes
+    t_sq = f_mod(mpz(t) * t, params.n2)
+    return transcript_hash(
+        DOMAIN, context, int(index).to_bytes(8, "big"),
+        int(ct.c1).to_bytes(eb, "big"), int(ct.c2).to_bytes(eb, "big"), int(t_sq).to_bytes(eb, "big"),
+    )[:CHALLENGE_BYTES]
 
 
 def prove(pk: PublicKey, ct: Ciphertext, r: int, context: bytes, index: int) -> bytes:
     """Prove knowledge of r with ct.c1 = g^r (on squares), bound to ``context`` and ``index``."""
-    k = mpz(secrets.randbits(nonce_bits(pk.params)))
-    return respond(pk.params, context, index, ct, r, k, pk.g_pow(k))
+    p = pk.params
+    k = mpz(secrets.randbits(nonce_bits(p)))
+    e = _challenge(p, context, index, ct, pk.g_pow(k))
+    s = k + mpz(int.from_bytes(e, "big")) * mpz(r)
+    return e + int(s).to_bytes(proof_bytes(p) - CHALLENGE_BYTES, "big")
 
 
 def verify(pk: PublicKey, ct: Ciphertext, proof: bytes, context: bytes, index: int) -> bool:
@@ -150,8 +144,7 @@ def verify(pk: PublicKey, ct: Ciphertext, proof: bytes, context: bytes, index: i
     e = mpz(int.from_bytes(e_bytes, "big"))
     n2 = p.n2
     u = f_mod(pk.g_pow(s) * gmpy2.powmod(ct.c1, -e, n2), n2)
-    expect = challenge(p.element_bytes, context, index, ct.c1, ct.c2, f_mod(u * u, n2))
-    return hmac.compare_digest(expect, e_bytes)
+    return hmac.compare_digest(_challenge(p, context, index, ct, u), e_bytes)
 
 
 def encrypt_proven(
@@ -180,6 +173,23 @@ def split_proofs(params: GroupParams, blob: bytes, count: int) -> list[bytes]:
     return [blob[i * w : (i + 1) * w] for i in range(count)]
 
 
+def open_upload(pk: PublicKey, data: bytes, count: int, ctx: UploadContext) -> tuple[list[Ciphertext], bytes, bytes]:
+    """An upload's wire data (``count`` ciphertexts, then their proofs) decoded and every proof
+    verified: (ciphertexts, their bytes, the proofs). EncodingError on any malformation; the one
+    check both servers run before they keep or forward anything of an upload."""
+    split = count * pk.ciphertext_bytes
+    data = as_bytes(data, "upload")
+    if len(data) != split + count * proof_bytes(pk.params):
+        raise EncodingError(
+            f"{count} ciphertexts of {pk.ciphertext_bytes} bytes with proofs of {proof_bytes(pk.params)} "
+            f"bytes make {split + count * proof_bytes(pk.params)} bytes, not {len(data)}"
+        )
+    blob, proofs = data[:split], data[split:]
+    cts = pk.ciphertexts_from_bytes(blob, count)
+    verify_upload(pk, cts, proofs, ctx)
+    return cts, blob, proofs
+
+
 def verify_upload(pk: PublicKey, cts: Sequence[Ciphertext], proofs: bytes, ctx: UploadContext) -> None:
     """Check every proof of an upload; EncodingError naming the first position that fails.
 
@@ -200,14 +210,14 @@ def verify_upload(pk: PublicKey, cts: Sequence[Ciphertext], proofs: bytes, ctx: 
 __all__ = [
     "CHALLENGE_BITS",
     "UploadContext",
-    "challenge",
     "encrypt_proven",
     "nonce_bits",
+    "open_upload",
     "proof_bytes",
     "prove",
-    "respond",
     "response_bits",
     "split_proofs",
+    "transcript_hash",
     "verify",
     "verify_upload",
 ]

@@ -34,7 +34,7 @@ import mpc.protocols  # noqa: F401  (registers the protocols)
 from mpc import plugins
 from mpc.elgamal import Ciphertext, KeyShare, PublicKey, sum_ciphertexts
 from mpc.elgamal.curve import CurvePrivateKey
-from mpc.elgamal.proofs import UploadContext, proof_bytes, verify_upload
+from mpc.elgamal.proofs import UploadContext, open_upload, proof_bytes
 from mpc.errors import (
     EncodingError,
     NotFound,
@@ -524,17 +524,9 @@ class UserGatewayService:
         header, data = await rpc.reassemble(
             chunks, check, lambda c: bool(c.kind or c.count or c.total_size or c.proof_width), "upload"
         )
-        split = header.count * width
-        blob, proofs = data[:split], data[split:]
         statement = UploadContext(pk, ident.name, header.kind, header.layout_version)
-
-        def validate() -> list[Ciphertext]:
-            cts = pk.ciphertexts_from_bytes(blob, header.count)
-            verify_upload(pk, cts, proofs, statement)
-            return cts
-
-        # Validate every ciphertext and its proof before anything is stored or forwarded.
-        cts = await self.p.run_crypto(validate)
+        # Every ciphertext and its proof are checked before anything is stored or forwarded.
+        cts, blob, proofs = await self.p.run_crypto(open_upload, pk, data, header.count, statement)
         handler = self.p.upload_handlers.get(header.kind)
         if handler is not None:
             version = await handler(ident.name, header, cts, blob, proofs)
