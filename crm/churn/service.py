@@ -18,9 +18,9 @@ upload with one record the caller may not write is refused as a whole
 (PERMISSION_DENIED) before anything is stored. A job (scoring or planning)
 belongs to the admin who started it: only that admin reads it.
 
-The PSP needs nothing but its curve key (:attr:`PartyServer.curve_key`);
-creating this service there registers the protocol and the ``ChurnKey`` service,
-which hands that key's public half to customers and front ends.
+The PSP needs nothing but its curve key (:attr:`PartyServer.curve_key`), whose
+public half customers and front ends read from the PSP's ``GetPublicKey``;
+creating this service there only registers the protocol.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from crm.churn.protocol import sp_prepare, start_inputs
 from mpc.errors import AuthorizationError, EncodingError, NotFound, ParameterError, TransportError
 from mpc.parties import rpc
 from mpc.parties.user import UserClient
-from mpc.v1 import churn_pb2, peer_pb2
+from mpc.v1 import churn_pb2, peer_pb2, user_pb2
 
 log = logging.getLogger("crm.churn.service")
 
@@ -304,14 +304,7 @@ class ChurnService:
         self._psp_key: bytes | None = None
         self.stock: dict[int, int] = {}
         """Worker pid -> customers' worth of randomness in stock (idle-time precomputation)."""
-        if party.role != "sp":  # the PSP: its curve key for customers and front ends
-            party.grpc_services.append(
-                (
-                    churn_pb2.DESCRIPTOR.services_by_name["ChurnKey"],
-                    ChurnKeyGateway(party),
-                    {"GetScoringKey": ["user", "frontend"]},
-                )
-            )
+        if party.role != "sp":
             return
         if model_path is None:
             raise ParameterError("the SP's churn service needs churn_model in its config")
@@ -623,16 +616,6 @@ class Planning:
         return out
 
 
-class ChurnKeyGateway:
-    """The PSP's ``ChurnKey`` service: the public half of its curve key."""
-
-    def __init__(self, party: Any) -> None:
-        self.party = party
-
-    async def GetScoringKey(self, req: Any, ident: Any, ctx: Any) -> churn_pb2.ScoringKey:
-        return churn_pb2.ScoringKey(curve_key=self.party.curve_key.public_key.to_bytes())
-
-
 class ChurnGateway:
     """The gRPC methods: layouts and uploads for front ends and customers (each upload checked
     record by record, :func:`check_writer`); scoring and planning for the configured admins,
@@ -730,13 +713,6 @@ class ChurnClient(UserClient):
             self.traffic,
             config.sp,
         )
-        self.keys = rpc.RawStub(
-            self._psp_channel,
-            churn_pb2.DESCRIPTOR.services_by_name["ChurnKey"],
-            "psp",
-            self.traffic,
-            config.psp,
-        )
 
     async def layout(self) -> tuple[private.UploadLayout, int]:
         reply = await self.churn.call(
@@ -750,10 +726,8 @@ class ChurnClient(UserClient):
     async def scoring_key(self, wait_s: float = 0.0) -> bytes:
         """The PSP's curve public key, read from the PSP itself (customers and front ends
         encrypt under it); ``wait_s`` > 0 keeps retrying while the PSP is starting."""
-        info = await rpc.retry_while_unavailable(
-            lambda: self.keys.call("GetScoringKey", churn_pb2.ScoringKeyRequest(), timeout=self.config.deadline_s),
-            wait_s,
-        )
+        await self.public_key(wait_s=wait_s)  # both servers serve the same joint key
+        info = await self.psp.call("GetPublicKey", user_pb2.KeyRequest(), timeout=self.config.deadline_s)
         if not info.curve_key:
             raise TransportError("the PSP does not publish a curve key")
         return bytes(info.curve_key)

@@ -158,13 +158,14 @@ class PartyServer:
             ]
         )
         users = ["user"]
+        keys = ["user", "frontend"]  # the public keys: also for a front end (churn uploads)
         if self.role == "sp":
             server.add_generic_rpc_handlers(
                 [
                     rpc.service_handler(
                         user_pb2.DESCRIPTOR.services_by_name["UserGateway"],
                         UserGatewayService(self),
-                        {"GetPublicKey": users, "Upload": users, "Fetch": users},
+                        {"GetPublicKey": keys, "Upload": users, "Fetch": users},
                         self.traffic,
                     )
                 ]
@@ -175,7 +176,7 @@ class PartyServer:
                     rpc.service_handler(
                         user_pb2.DESCRIPTOR.services_by_name["Delivery"],
                         DeliveryService(self),
-                        {"GetPublicKey": users, "CollectPartials": users},
+                        {"GetPublicKey": keys, "CollectPartials": users},
                         self.traffic,
                     )
                 ]

@@ -10,7 +10,7 @@ descriptors of the ``mpc.v1`` modules must be among them, so a method added late
 fuzzed without editing this file (one test per service).
 
 Every method is called, from each certificate (a user, an admin user, the SP, the PSP, a
-front end when ``mpc.parties.certs.ROLES`` has that role, and a certificate of our own
+front end named in the SP's config, and a certificate of our own
 CA naming a role no server knows), with
 
 - raw random bytes (a list of them for client-streaming calls);
@@ -47,7 +47,6 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib
-import inspect
 import json
 import logging
 import os
@@ -128,7 +127,6 @@ ADMIN = "admin"
 FRONTEND = "shopfront"
 INTRUDER = "intruder"
 """A certificate of our CA whose URI names a role no server knows."""
-HAS_FRONTEND = "frontend" in certs.ROLES and "frontends" in inspect.signature(write_deployment).parameters
 ITEMS = tuple(f"m{k}" for k in range(5))
 PRODUCTS = tuple(f"p{k:02d}" for k in range(6))
 CUSTOMERS = ("c00", "c01", "c02", "c03")
@@ -345,16 +343,15 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     CopurchaseParams(PRODUCTS, customers=6, min_changes=2).save(root / "copurchase.json")
     (root / "costs.toml").write_text(COSTS)
     model_path = HERE / "data" / "churn_hand_model.json"
-    extra = {"frontends": [FRONTEND]} if HAS_FRONTEND else {}
     dep = write_deployment(
         root / "dep", list(USERS), key_bits=KEY_BITS, deadline_s=DEADLINE_S, workers=1,
         recommender=root / "rec.json", churn_model=model_path, churn_costs=root / "costs.toml",
-        copurchase=root / "copurchase.json", admins=[ADMIN], **extra,
+        copurchase=root / "copurchase.json", admins=[ADMIN], frontends=[FRONTEND],
     )
     _intruder_cert(dep.root / "certs", root / "extra")
-    callers: dict[str, str | None] = {"alice": "user", ADMIN: "user", "sp": "sp", "psp": "psp", INTRUDER: None}
-    if HAS_FRONTEND:
-        callers[FRONTEND] = "frontend"
+    callers: dict[str, str | None] = {
+        "alice": "user", ADMIN: "user", FRONTEND: "frontend", "sp": "sp", "psp": "psp", INTRUDER: None,
+    }
 
     log: list[logging.LogRecord] = []
     capture = _Capture(log)
@@ -400,12 +397,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         await admin_catalog.set_static_table(STATIC_CSV, "fuzz.csv")
 
         # Churn: the layouts, the customers' records, one scoring and one planning job.
-        registered_churn = registered["sp"]["mpc.v1.Churn"][1]
-        front_name = FRONTEND if "frontend" in registered_churn["UploadCustomers"] else "bob"
-        front_cfg = (
-            UserConfig.load(dep.frontend_configs[FRONTEND]) if front_name == FRONTEND else p.user_config("bob")
-        )
-        front = ChurnClient(dataclasses.replace(front_cfg, deadline_s=DEADLINE_S))
+        front = ChurnClient(dataclasses.replace(UserConfig.load(dep.frontend_configs[FRONTEND]), deadline_s=DEADLINE_S))
         admin_churn = ChurnClient(p.user_config(ADMIN, deadline_s=DEADLINE_S))
         model = TreeModel.load(model_path)
         key = await front.scoring_key()
@@ -457,7 +449,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         admin_catalog.stub = recorder(ADMIN, admin_catalog.stub, "mpc.v1.Catalog", {"SetStaticTable", "PublishCopurchase"})
         await admin_catalog.set_static_table(STATIC_CSV.replace("p02,2", "p03,2"), "again.csv")
         await admin_catalog.publish()
-        front.churn = recorder(front_name, front.churn, "mpc.v1.Churn", {"UploadCustomers", "UploadPlanShares"})
+        front.churn = recorder(FRONTEND, front.churn, "mpc.v1.Churn", {"UploadCustomers", "UploadPlanShares"})
         fz_scores, fz_plans = records(FUZZ_IDS, rows[:2])
         await front.layout()
         await front.plan_layout()
