@@ -76,10 +76,6 @@ METHODS = (cmp.METHOD_GC, cmp.METHOD_DGK)
 Log = Callable[[str], None]
 
 
-
-
-
-
 class StepClock:
     """A ``run_crypto`` for a role that times each step function (wall and thread CPU)."""
 

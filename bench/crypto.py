@@ -232,12 +232,6 @@ def _phe_benchmark(bits: int, repeat: int, warmup: int) -> dict[str, Any]:
     return {"phe_encrypt_ms": t.median_ms, "phe_bits": bits, "phe_keygen_s": keygen_s}
 
 
-
-
-
-
-
-
 # -- the benchmark ---------------------------------------------------------------------------
 
 

@@ -87,8 +87,6 @@ Log = Callable[[str], None]
 # -- small helpers ---------------------------------------------------------------------------
 
 
-
-
 def _stats(samples: Sequence[float]) -> dict[str, float | int]:
     """Median, min and max of ``samples``, and how many."""
     return {
@@ -97,8 +95,6 @@ def _stats(samples: Sequence[float]) -> dict[str, float | int]:
         "max": max(samples),
         "n": len(samples),
     }
-
-
 
 
 # -- CPU idleness of the child processes --------------------------------------------------------

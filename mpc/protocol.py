@@ -36,6 +36,14 @@ async def run_inline(fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn(*args)`` in the calling task: the :data:`RunCrypto` of in-memory runs."""
     return fn(*args)
 
+
+def require_responder(party: Any, what: str, responder: str = "psp") -> None:
+    """In a protocol's ``responder_inputs``: ProtocolError unless ``party`` plays ``responder``
+    (the SP starts ``what``; the server it asks is the PSP)."""
+    role = getattr(party, "role", None)
+    if role != responder:
+        raise ProtocolError(f"{what} is started by the SP; the {role!r} cannot be asked to join it")
+
 __all__ = [
     "DEFAULT_RECEIVE_TIMEOUT",
     "ProtocolSpec",
@@ -49,6 +57,7 @@ __all__ = [
     "new_session_id",
     "register_protocol",
     "registered_protocols",
+    "require_responder",
     "run_inline",
     "run_local",
     "run_role",

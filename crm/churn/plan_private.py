@@ -78,6 +78,7 @@ from mpc.protocol import (
     SessionContext,
     Step,
     register_protocol,
+    require_responder,
     run_inline,
 )
 from mpc.protocols import compare, shuffling
@@ -113,8 +114,6 @@ __all__ = [
 ]
 
 MAX_ROUNDS = 16
-
-
 
 
 @dataclass(frozen=True)
@@ -729,9 +728,7 @@ class ChurnPlan(ProtocolSpec):
 
     @classmethod
     def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
-        role = getattr(party, "role", None)
-        if role != "psp":
-            raise ProtocolError(f"churn planning is started by the SP; the {role!r} cannot be asked to join it")
+        require_responder(party, "churn planning")
         inputs = psp_inputs(raw, party.curve_key)
         pools = getattr(party, "compare_pools", None)
         if not isinstance(pools, PspPools):

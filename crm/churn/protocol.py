@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from crm.churn import private
-from mpc.errors import EncodingError, ParameterError, ProtocolError
+from mpc.errors import EncodingError, ParameterError
 from mpc.protocol import (
     ProtocolSpec,
     RoleFactory,
@@ -34,6 +34,7 @@ from mpc.protocol import (
     SessionContext,
     Step,
     register_protocol,
+    require_responder,
     run_inline,
 )
 from mpc.protocols.wire import parse_message
@@ -54,8 +55,6 @@ def nodes_bytes(depth: int, terms: int, count: int) -> int:
     """Size of the ``nodes`` message: every customer's 2^depth - 1 nodes of ``terms`` terms and
     its table of 2^depth entries."""
     return count * ((2**depth - 1) * terms * private.W + 2**depth * private.ENTRY_BYTES)
-
-
 
 
 def aad(chunk: str, count: int) -> bytes:
@@ -170,9 +169,7 @@ class ChurnScore(ProtocolSpec):
 
     @classmethod
     def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
-        role = getattr(party, "role", None)
-        if role != "psp":
-            raise ProtocolError(f"churn scoring is started by the SP; the {role!r} cannot be asked to join it")
+        require_responder(party, "churn scoring")
         inputs = psp_inputs(raw)
         inputs["curve_key"] = party.curve_key
         inputs["run_crypto"] = party.run_crypto

@@ -205,9 +205,6 @@ class Job:
     seconds: float = 0.0
 
 
-
-
-
 async def _run_job(job: Job, work: Any, what: str) -> None:
     """Await a job's work; its first failure becomes the job's error, which the admin reads."""
     try:

@@ -72,8 +72,6 @@ from mpc.v1 import recommend_pb2
 CMP = "cmp-"
 
 
-
-
 def compare_params(layout: RecLayout) -> compare.CompareParams:
     """The comparison of every user's similarity with delta: l = sim_bits, encrypted output."""
     return compare.CompareParams(
@@ -200,8 +198,6 @@ def selection_bits(pk: PublicKey, results: Sequence[Ciphertext], target: int) ->
     out = list(results)
     out[target] = pk.encrypt_from_pool(0)
     return out
-
-
 
 
 # -- the phases both modes share (each party's side, inside a session) ---------------------------

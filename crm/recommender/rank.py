@@ -46,9 +46,6 @@ from mpc.protocols import compare
 __all__ = ["RecommendRank", "pairs_of", "rank_bits", "ranks_from_outcomes"]
 
 
-
-
-
 def pairs_of(n: int, target: int) -> list[tuple[int, int]]:
     """Every unordered pair (c, b), c < b, of users other than ``target``."""
     others = [u for u in range(n) if u != target]

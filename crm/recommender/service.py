@@ -76,7 +76,14 @@ from mpc.elgamal.params import GroupParams
 from mpc.elgamal.proofs import UploadContext, open_upload, proof_bytes
 from mpc.errors import EncodingError, NotFound, ParameterError, ProtocolError
 from mpc.parties.config import load_parameters
-from mpc.protocol import ProtocolSpec, RoleFactory, SessionContext, Step, register_protocol
+from mpc.protocol import (
+    ProtocolSpec,
+    RoleFactory,
+    SessionContext,
+    Step,
+    register_protocol,
+    require_responder,
+)
 from mpc.protocols import compare
 from mpc.protocols.compare import DEFAULT_METHOD, METHOD_DGK, CompareParams
 from mpc.protocols.wire import (
@@ -414,8 +421,7 @@ class Replicate(ProtocolSpec):
 
     @classmethod
     def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
-        if getattr(party, "role", None) != "psp":
-            raise ProtocolError("records are replicated from the SP to the PSP only")
+        require_responder(party, "a replication")
         service = party.plugins.get("recommender")
         if service is None:
             raise ProtocolError("this PSP has no recommender configured (config key 'recommender')")
@@ -800,18 +806,17 @@ class RecommenderService:
 
     # -- PSP: responder of "recommend" ------------------------------------------------------
     def psp_recommend_inputs(self, raw: bytes) -> dict[str, Any]:
-        from mpc.protocols.compare import required_kappa
-
         start = parse_message(recommend_pb2.RecommendInputs, raw, "recommend inputs")
         if start.layout_version != self.params.layout_version or start.comparisons != self.layout.n_users:
             raise ParameterError(
                 f"the SP asks for layout_version = {start.layout_version} over comparisons = {start.comparisons} "
                 f"users; this PSP's recommender parameters have {self.params.layout_version} over {self.layout.n_users}"
             )
-        if self.layout.kappa < required_kappa(self.party):
+        minimum = compare.required_kappa(self.party)
+        if self.layout.kappa < minimum:
             raise ParameterError(
                 f"the recommender's layout blinds with kappa = {self.layout.kappa} bits; this PSP's config "
-                f"requires kappa >= {required_kappa(self.party)}"
+                f"requires kappa >= {minimum}"
             )
         pk, share = self.party.require_key()
         records, blocks = self._ready_sync()  # normally nothing left to do: replicas rebuild their block

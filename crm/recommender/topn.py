@@ -85,8 +85,6 @@ from mpc.protocols import compare, shuffling
 MAX_ROUNDS = 48
 
 
-
-
 def topn_layout(layout: RecLayout) -> RecLayout:
     """Refuse a layout without rank bits wide enough for every user."""
     if layout.tie_bits < max(1, (layout.n_users - 1).bit_length()):

@@ -238,8 +238,6 @@ async def _fail(context: grpc.aio.ServicerContext, full: str, ident: PeerIdentit
     await context.abort(code, str(exc), trailing_metadata=((ERROR_HEADER, type(exc).__name__),))
 
 
-
-
 def _unary_unary(impl: Callable, req_cls: type[Message], roles: frozenset[str], full: str, traffic: TrafficCounter | None):
     async def handler(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         ident = await _authorise(context, roles, full)

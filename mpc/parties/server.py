@@ -56,7 +56,7 @@ from mpc.parties.grpc_transport import GrpcTransport
 from mpc.parties.store import Store
 from mpc.protocol import SessionContext, get_protocol, new_session_id, run_role
 from mpc.protocols.deliver import Outbox
-from mpc.protocols.wire import ciphertext_batch, element_batch, parse_message
+from mpc.protocols.wire import MAX_CIPHERTEXTS, ciphertext_batch, element_batch, parse_message
 from mpc.transport import Mailbox
 from mpc.v1 import common_pb2, peer_pb2, steps_pb2, user_pb2
 
@@ -64,7 +64,7 @@ log = logging.getLogger("mpc.party")
 
 PEERS = {"sp": "sp", "psp": "psp"}
 KIND_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
-MAX_UPLOAD_CIPHERTEXTS = 100_000
+MAX_UPLOAD_CIPHERTEXTS = MAX_CIPHERTEXTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -453,8 +453,6 @@ def _time_left(ctx: Any, margin: float = 1.0) -> float | None:
     """What is left of the caller's deadline, less a margin to send our answer back."""
     left = ctx.time_remaining() if ctx is not None else None
     return None if left is None else max(0.1, left - margin)
-
-
 
 
 class PeerService:

@@ -50,9 +50,11 @@ from mpc.protocol import (
     SessionContext,
     Step,
     register_protocol,
+    require_responder,
     run_inline,
 )
 from mpc.protocols.wire import (
+    MAX_CIPHERTEXTS,
     ciphertext_batch,
     ciphertexts_from_batch,
     element_batch,
@@ -86,14 +88,6 @@ DEFAULT_MIN_CONTRIBUTORS = 10
 one upload is that user's data in the clear)."""
 
 KIND_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
-
-MAX_CIPHERTEXTS = 100_000
-"""The most aggregate ciphertexts the PSP decrypts in one session: an aggregate is a sum of
-uploads, and no upload holds more (the SP's ``MAX_UPLOAD_CIPHERTEXTS``)."""
-
-
-
-
 
 
 @dataclass(frozen=True)
@@ -210,11 +204,7 @@ class AggregateDecrypt(ProtocolSpec):
 
     @classmethod
     def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
-        role = getattr(party, "role", None)
-        if role != "psp":
-            raise ProtocolError(
-                f"an aggregate decryption is started by the SP; the {role!r} cannot be asked to join one"
-            )
+        require_responder(party, "an aggregate decryption")
         pk, share = party.require_key()
         start = parse_message(AggregateDecryptInputs, raw, "aggregate-decrypt inputs")
         minimum = getattr(

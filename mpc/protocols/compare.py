@@ -89,6 +89,7 @@ from mpc.protocol import (
     SessionContext,
     Step,
     register_protocol,
+    require_responder,
     run_inline,
 )
 from mpc.protocols.wire import (
@@ -186,8 +187,6 @@ the PSP nearly unmasked values. A server's config (``PartyConfig.kappa``) may on
 
 
 _W = dgk.CIPHERTEXT_BYTES
-
-
 
 
 def _nonneg_int(v: object, what: str) -> int:
@@ -938,10 +937,7 @@ class Compare(ProtocolSpec):
         by :class:`CompareParams`). The PSP's pools (term randomizers per SP key, dummies) live
         on the party as ``compare_pools``, created empty on first use.
         """
-        role = getattr(party, "role", "psp")
-        if role != "psp":
-            raise ProtocolError(f"a comparison is started by the SP; the {role!r} cannot be asked to join one")
-        minimum = required_kappa(party)
+        require_responder(party, "a comparison")
         params = check_peer_params(CompareParams.from_bytes(raw), party)
         pk, share = party.require_key()
         pools = getattr(party, "compare_pools", None)
@@ -954,5 +950,5 @@ class Compare(ProtocolSpec):
             "params": params,
             "pools": pools,
             "run_crypto": party.run_crypto,
-            "min_kappa": minimum,
+            "min_kappa": required_kappa(party),
         }

@@ -35,17 +35,20 @@ from mpc.protocol import (
     SessionContext,
     Step,
     register_protocol,
+    require_responder,
     run_inline,
 )
-from mpc.protocols.wire import ciphertext_batch, ciphertexts_from_batch, parse_message
+from mpc.protocols.wire import (
+    MAX_CIPHERTEXTS,
+    ciphertext_batch,
+    ciphertexts_from_batch,
+    parse_message,
+)
 from mpc.v1 import steps_pb2
 
 USER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """A user id is a certificate name (:mod:`mpc.parties.certs`): the user collects by it."""
 DELIVERY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-MAX_CIPHERTEXTS = 100_000
-"""The most ciphertexts the PSP decrypts for one delivery: a result or a record, and no upload
-holds more (the SP's ``MAX_UPLOAD_CIPHERTEXTS``)."""
 
 
 def check_start(start: steps_pb2.DeliverInputs) -> steps_pb2.DeliverInputs:
@@ -61,8 +64,6 @@ def check_start(start: steps_pb2.DeliverInputs) -> steps_pb2.DeliverInputs:
             f"deliver inputs: delivery_id {start.delivery_id[:80]!r} must be 1..64 of A-Z, a-z, 0-9, '_', '-'"
         )
     return start
-
-
 
 
 @dataclass
@@ -156,10 +157,7 @@ class Deliver(ProtocolSpec):
 
     @classmethod
     def responder_inputs(cls, party: Any, raw: bytes) -> dict[str, Any]:
-        role = getattr(party, "role", None)
-        if role != "psp":
-            # Only the SP starts a delivery, so the responder is always the PSP.
-            raise ProtocolError(f"a delivery is started by the SP; the {role!r} cannot be asked to join one")
+        require_responder(party, "a delivery")
         pk, share = party.require_key()
         start = check_start(parse_message(steps_pb2.DeliverInputs, raw, "deliver inputs"))
         return {"pk": pk, "share": share, "outbox": party.outbox, "start": start, "run_crypto": party.run_crypto}

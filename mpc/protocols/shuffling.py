@@ -22,7 +22,6 @@ from mpc.v1 import compare_pb2
 __all__ = ["hold", "hold_mod", "permute", "permute_mod", "shuffle_steps"]
 
 
-
 def _peer(ctx: SessionContext) -> str:
     return "psp" if ctx.role == "sp" else "sp"
 

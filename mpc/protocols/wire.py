@@ -13,6 +13,10 @@ from mpc.elgamal.scheme import element_from_bytes, element_to_bytes
 from mpc.errors import EncodingError
 from mpc.v1 import common_pb2
 
+MAX_CIPHERTEXTS = 100_000
+"""The most ciphertexts one upload holds, and so one delivery or aggregate decryption: the
+bound every server applies to what a user or its peer sends."""
+
 
 def parse_message(cls: type[Message], data: object, what: str) -> Any:
     """Decode a Protobuf step message; anything malformed is an EncodingError naming ``what``."""

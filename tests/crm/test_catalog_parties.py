@@ -237,7 +237,6 @@ def test_static_table_format() -> None:
     assert parse_static_table(text) == [("whole milk", 3, "butter"), ("a, b", 1, "c")]
 
 
-
 async def test_catalog_commands(shop: Parties, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``mpc-crm catalog``: contribute, publish, read, and the static table, as a user would."""
     import argparse

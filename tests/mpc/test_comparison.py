@@ -658,6 +658,8 @@ def test_registered_and_startable_by_a_peer() -> None:
     assert names[4:7] == ["choices", "garbled", "result"]
 
     class FakeParty:
+        role = "psp"  # the server a comparison's SP asks
+
         def require_key(self) -> tuple[PublicKey, KeyShare]:
             return PK, PSP_SHARE
 
